@@ -1,0 +1,116 @@
+"""Every setting, declared once: type, default, flag, TOML key and help.
+
+The command line (cli.py) and corral.toml (config/files.py) are both generated
+from these declarations, so a setting cannot exist in one and not the other.
+A field's TOML key is its name with `-` for `_`; its flag is `--` + that key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from . import values
+
+_DEFAULT_BIND = ("127.0.0.1:8000",)
+
+
+def setting(
+    default: Any,
+    help: str,
+    parse: Callable[[Any], Any],
+    *,
+    short: str | None = None,
+    metavar: str | None = None,
+    multiple: bool = False,
+    cli: bool = True,
+    group: str = "server",
+) -> Any:
+    meta = {
+        "help": help,
+        "parse": parse,
+        "short": short,
+        "metavar": metavar,
+        "multiple": multiple,
+        "cli": cli,
+        "group": group,
+    }
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for multi-valued defaults")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Config:
+    # -- what to serve ---------------------------------------------------------
+    app: str | None = setting(
+        None,
+        "WSGI app: pkg.mod:name, pkg.mod (attribute application or app), pkg.mod.name "
+        "(Django's WSGI_APPLICATION form) or pkg.mod:factory(). Default: a welcome page.",
+        values.parse_text,
+        group="app",
+    )
+    settings: str | None = setting(
+        None,
+        "Django settings module; sets DJANGO_SETTINGS_MODULE before the app is imported. "
+        "Without an APP, the app is the settings' WSGI_APPLICATION.",
+        values.parse_text,
+        metavar="MODULE",
+        group="app",
+    )
+    chdir: str | None = setting(None, "Change to this directory before loading the app.", values.parse_text, metavar="DIR", group="app")
+    pythonpath: tuple[str, ...] = setting(
+        (), "Add a directory to sys.path (repeatable).", values.parse_text, metavar="DIR", multiple=True, group="app"
+    )
+    env: tuple[str, ...] = setting(
+        (), "Set an environment variable for the app (repeatable).", values.parse_text, metavar="KEY=VALUE", multiple=True, group="app"
+    )
+    env_file: str | None = setting(None, "Read environment variables from a dotenv file.", values.parse_text, metavar="FILE", group="app")
+    # -- processes ---------------------------------------------------------------
+    bind: tuple[str, ...] = setting(
+        _DEFAULT_BIND,
+        "Listen on HOST:PORT, [IPv6]:PORT or unix:PATH (repeatable).",
+        values.parse_text,
+        short="-b",
+        metavar="ADDRESS",
+        multiple=True,
+    )
+    workers: int = setting(1, "Worker processes.", values.parse_positive_int, short="-w", metavar="N")
+    threads: int = setting(
+        1, "App threads per worker; 1 calls the app on the event loop (fastest).", values.parse_positive_int, short="-t", metavar="N"
+    )
+    backlog: int = setting(2048, "Listen backlog: connections the kernel queues before accept.", values.parse_positive_int, metavar="N")
+    max_connections: int = setting(1000, "Open connections per worker; more get 503.", values.parse_positive_int, metavar="N")
+    # -- timeouts (seconds) ------------------------------------------------------
+    keepalive_timeout: float = setting(5.0, "Close idle keep-alive connections after this many seconds.", values.parse_seconds, metavar="S")
+    header_timeout: float = setting(10.0, "Time allowed for a request head to arrive (slowloris guard).", values.parse_seconds, metavar="S")
+    body_timeout: float = setting(30.0, "Time a request body may stall between reads.", values.parse_seconds, metavar="S")
+    send_timeout: float = setting(60.0, "Time a response may wait for a client that stopped reading.", values.parse_seconds, metavar="S")
+    graceful_timeout: float = setting(30.0, "On stop, time in-flight requests get to finish.", values.parse_seconds, metavar="S")
+    # -- limits ------------------------------------------------------------------
+    max_request_line: int = setting(8192, "Longest request target (414 beyond).", values.parse_size, metavar="BYTES")
+    max_header_size: int = setting(65536, "Largest total size of request header fields (431 beyond).", values.parse_size, metavar="BYTES")
+    max_headers: int = setting(100, "Most request header fields (431 beyond).", values.parse_positive_int, metavar="N")
+    max_body_size: int = setting(
+        100 * 1024 * 1024, "Largest request body (413 beyond); accepts 64k, 10M, 1G.", values.parse_size, metavar="BYTES"
+    )
+    body_buffer_size: int = setting(
+        1024 * 1024, "Request bodies larger than this are spooled to a temporary file.", values.parse_size, metavar="BYTES"
+    )
+    # -- logging -----------------------------------------------------------------
+    access_log: str | None = setting(None, "Write an access log to FILE ('-' for stdout). Off by default.", values.parse_text, metavar="FILE")
+    log_level: str = setting("info", "Error log level: debug, info, warning, error, critical.", values.parse_log_level, metavar="LEVEL")
+
+    def replace(self, **changes: Any) -> Config:
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+SETTINGS = tuple(fields(Config))
+BY_NAME = {f.name: f for f in SETTINGS}
+
+
+def toml_key(name: str) -> str:
+    return name.replace("_", "-")

@@ -1,0 +1,87 @@
+"""Parsers for setting values, shared by the command line and corral.toml."""
+
+from __future__ import annotations
+
+import re
+
+_SIZE_RE = re.compile(r"(\d+)\s*([kmg]?)(i?b)?\Z", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class ValueProblem(ValueError):
+    """A value of the wrong shape; the message says what was expected."""
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from `65536`, `64k`, `1M`, `1MiB`, `2G`."""
+    if isinstance(text, bool):
+        raise ValueProblem("expected a size such as 65536, 64k or 10M")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueProblem("a size cannot be negative")
+        return text
+    match = _SIZE_RE.match(text.strip())
+    if not match:
+        raise ValueProblem(f"expected a size such as 65536, 64k or 10M, got {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def parse_positive_int(text: str | int) -> int:
+    if isinstance(text, bool):
+        raise ValueProblem("expected a whole number")
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ValueProblem(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise ValueProblem(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def parse_count(text: str | int) -> int:
+    if isinstance(text, bool):
+        raise ValueProblem("expected a whole number")
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ValueProblem(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise ValueProblem(f"expected a number of at least 0, got {value}")
+    return value
+
+
+def parse_seconds(text: str | int | float) -> float:
+    if isinstance(text, bool):
+        raise ValueProblem("expected a number of seconds")
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueProblem(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise ValueProblem(f"expected a positive number of seconds, got {value}")
+    return value
+
+
+def parse_text(text: str) -> str:
+    if not isinstance(text, str):
+        raise ValueProblem(f"expected a string, got {type(text).__name__}")
+    return text
+
+
+def parse_env_pair(text: str) -> tuple[str, str]:
+    if not isinstance(text, str) or "=" not in text:
+        raise ValueProblem(f"expected KEY=VALUE, got {text!r}")
+    key, _, value = text.partition("=")
+    if not re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", key):
+        raise ValueProblem(f"{key!r} is not a valid environment variable name")
+    return key, value
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def parse_log_level(text: str) -> str:
+    level = parse_text(text).lower()
+    if level not in LOG_LEVELS:
+        raise ValueProblem(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return level

@@ -1,0 +1,373 @@
+"""One client connection: bytes in, parser, exchanges, bytes out, deadlines.
+
+How this works: `data_received` feeds the sans-I/O parser; each ready request
+becomes an `Exchange` run inline or on a thread (see exchange.py). Requests
+pipelined behind a running one wait in the parser's queue (reading pauses when
+too many wait); a protocol error is answered only after the requests before it,
+and nothing after it is processed. Each connection carries one deadline whose
+meaning follows its state (idle, reading a head, reading a body, blocked on a
+slow reader); the worker's sweeper checks them once a second, so the hot path
+costs one clock read per request instead of timer churn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import Any
+
+from ..http.errors import HTTPError, RequestTimeout
+from ..http.parser import RequestParser
+from ..http.request import BodySink, Request
+from ..wsgi.environ import connection_environ, request_environ
+from ..wsgi.file_wrapper import FileWrapper
+from ..wsgi.input import SpooledBody, StreamingBody
+from ..wsgi.response import Response, error_response
+from . import exchange as run
+from .context import ServerContext
+from .sendfile import SendfileJob
+
+log = logging.getLogger("corral.error")
+
+# Pipelined requests parsed ahead of the one being answered; more pauses reading.
+_MAX_QUEUED = 16
+_WRITE_HIGH_WATER = 256 * 1024
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Deadline kinds (what expires when the deadline passes).
+IDLE, HEAD, BODY, SEND, NONE = range(5)
+
+
+class HTTPConnection(asyncio.Protocol):
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.transport: Any = None
+        self.parser = RequestParser(ctx.limits, self._body_sink)
+        self.exchange: run.Exchange | None = None
+        self.write_paused = False
+        self._reading_paused = False
+        self._error: HTTPError | None = None
+        self._eof = False
+        self._closed = False
+        self._held_permits = 0
+        self._base_environ: dict[str, Any] = {}
+        self.deadline = 0.0
+        self.deadline_kind = HEAD
+        self.peer = ""
+
+    # -- asyncio.Protocol --------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        ctx = self.ctx
+        self.transport = transport
+        ctx.connections.add(self)
+        if len(ctx.connections) > ctx.max_connections or ctx.stopping:
+            transport.write(error_response(503, "Service Unavailable", "Too many connections."))
+            transport.close()
+            return
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        self._base_environ = self._connection_environ(transport)
+        self.deadline_kind = HEAD
+        self.deadline = ctx.loop.time() + ctx.timeouts.header
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if self.deadline_kind == IDLE:
+            self.deadline_kind = HEAD
+            self.deadline = self.ctx.loop.time() + self.ctx.timeouts.header
+        try:
+            parser.feed(data)
+        except HTTPError as error:
+            self._error = error
+            self._pause_reading()
+        exchange = self.exchange
+        if exchange is None:
+            self._next()
+        else:
+            if len(parser.ready) >= _MAX_QUEUED:
+                self._pause_reading()
+            body = exchange.request.body
+            if isinstance(body, StreamingBody) and body.full:
+                self._pause_reading()
+        if self.exchange is None and parser.mid_request and not self._error:
+            if parser.awaiting_head:
+                if self.deadline_kind != HEAD:
+                    self.deadline_kind = HEAD
+                    self.deadline = self.ctx.loop.time() + self.ctx.timeouts.header
+            else:
+                self.deadline_kind = BODY
+                self.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
+        elif self.exchange is not None and parser.mid_request and isinstance(self.exchange.request.body, StreamingBody):
+            self.deadline_kind = BODY
+            self.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self.exchange is None and not self.parser.ready:
+            self.close()
+            return False
+        return True  # half-closed: answer what was asked, then close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.ctx.connections.discard(self)
+        ex = self.exchange
+        if ex is not None:
+            ex.aborted = True
+            body = ex.request.body
+            if isinstance(body, StreamingBody):
+                body.fail(ConnectionError("client disconnected"))
+            if ex.sendfile is not None:
+                ex.sendfile.cancel()
+                ex.close_result()
+            if ex.permits is not None:
+                for _ in range(self._held_permits + 2):
+                    ex.permits.release()  # wake the app thread; it sees `aborted`
+                self._held_permits = 0
+            else:
+                ex.close_result()  # inline and paused: nobody else will close it
+            self.exchange = None
+        self._discard_bodies()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.exchange is not None:
+            self.deadline_kind = SEND
+            self.deadline = self.ctx.loop.time() + self.ctx.timeouts.send
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.deadline_kind = NONE
+        ex = self.exchange
+        if ex is None:
+            return
+        if ex.permits is not None:
+            for _ in range(self._held_permits):
+                ex.permits.release()
+            self._held_permits = 0
+        elif ex.iterator is not None and ex.sendfile is None:
+            if run.pump(ex):
+                self._next()
+
+    # -- request flow ------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Start queued requests until one is still running or none is left."""
+        parser = self.parser
+        while self.exchange is None and not self._closed:
+            if parser.ready:
+                if not self._start(parser.ready.popleft()):
+                    return
+            elif self._error is not None:
+                self._send_error(self._error)
+                return
+            else:
+                if self._eof or self.ctx.stopping and not parser.mid_request:
+                    self.close()
+                    return
+                if self._reading_paused:
+                    self._reading_paused = False
+                    self.transport.resume_reading()
+                if not parser.mid_request:
+                    self.deadline_kind = IDLE
+                    self.deadline = self.ctx.loop.time() + self.ctx.timeouts.keepalive
+                return
+
+    def _start(self, request: Request) -> bool:
+        """Begin an exchange. True when it already completed (inline fast path)."""
+        ctx = self.ctx
+        body = request.body
+        if body is None:
+            stream: Any = io.BytesIO()
+        elif isinstance(body, SpooledBody):
+            stream = body.stream
+        else:
+            stream = body
+        environ = request_environ(self._base_environ, request, stream)
+        response = Response(request.version, request.method == "HEAD", request.keep_alive)
+        ex = self.exchange = run.Exchange(self, request, environ, response)
+        self.deadline_kind = NONE
+        if isinstance(body, StreamingBody):
+            ctx.streaming_pool().submit(run.run_threaded, ex)
+            return False
+        if ctx.executor is not None:
+            ctx.executor.submit(run.run_threaded, ex)
+            return False
+        return run.run_inline(ex)
+
+    def complete(self, ex: run.Exchange) -> bool:
+        """The response is fully handed to the transport. True if the connection lives on."""
+        ex.close_result()
+        ctx = self.ctx
+        ctx.requests_served += 1
+        self.exchange = None
+        request = ex.request
+        if ctx.access_log is not None:
+            ctx.access_log(ex)
+        if isinstance(request.body, SpooledBody):
+            request.body.close()
+        reusable = ex.response.keep_alive and not ctx.stopping and not self._closed
+        if isinstance(request.body, StreamingBody) and not request.complete:
+            reusable = False  # the rest of that body is still on the wire
+        if not reusable:
+            self.close()
+            return False
+        return True
+
+    def abort(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # -- called from app threads via call_soon_threadsafe -------------------------
+
+    def write_from_thread(self, ex: run.Exchange, data: bytes) -> None:
+        if self._closed:
+            return
+        self.transport.write(data)
+        assert ex.permits is not None
+        if self.write_paused:
+            self._held_permits += 1  # released by resume_writing
+        else:
+            ex.permits.release()
+
+    def finish_from_thread(self, ex: run.Exchange, data: bytes, abort: bool = False) -> None:
+        if self._closed:
+            return
+        if abort:
+            self.abort()
+            return
+        if data:
+            self.transport.write(data)
+        if self.complete(ex):
+            self._next()
+
+    def sendfile_from_thread(self, ex: run.Exchange, wrapper: FileWrapper) -> None:
+        if self._closed:
+            ex.close_result()
+            return
+        if not run.start_sendfile(ex, wrapper):
+            ex.iterator = iter(wrapper)  # not a plain file: read it here, paced by the socket
+            if run.pump(ex):
+                self._next()
+
+    def send_continue(self) -> None:
+        ex = self.exchange
+        if ex is not None and not ex.response.headers_sent and not self._closed:
+            self.transport.write(_CONTINUE)
+
+    # -- sendfile ----------------------------------------------------------------
+
+    def sendfile(self, ex: run.Exchange, head: bytes, fd: int, offset: int, count: int) -> bool:
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+
+        def done(ok: bool) -> None:
+            ex.sendfile = None
+            ex.bytes_out += job.sent
+            if not ok:
+                ex.close_result()
+                self.abort()
+                return
+            if self.complete(ex):
+                self._next()
+
+        job = SendfileJob(self.ctx.loop, sock.fileno(), head, fd, offset, count, done)
+        ex.sendfile = job
+        job.start()
+        return True
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _body_sink(self, request: Request) -> BodySink:
+        if request.expect_continue:
+            body = StreamingBody(self._continue_threadsafe, self.ctx.limits.body_buffer_size)
+            body.on_drained = self._resume_threadsafe
+            return body
+        return SpooledBody(self.ctx.limits.body_buffer_size)
+
+    def _continue_threadsafe(self) -> None:
+        self.ctx.loop.call_soon_threadsafe(self.send_continue)
+
+    def _resume_threadsafe(self) -> None:
+        self.ctx.loop.call_soon_threadsafe(self._resume_reading_if_idle)
+
+    def _resume_reading_if_idle(self) -> None:
+        if self._reading_paused and not self._closed and len(self.parser.ready) < _MAX_QUEUED:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and not self._closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _send_error(self, error: HTTPError) -> None:
+        log.info("Rejected request from %s: %d %s", self.peer or "client", error.status, error.detail)
+        if self.ctx.access_log is not None:
+            self.ctx.access_log(None, error=error, peer=self.peer)
+        self.transport.write(error_response(error.status, error.reason, error.detail))
+        self.close()
+
+    def _discard_bodies(self) -> None:
+        for request in self.parser.ready:
+            if isinstance(request.body, SpooledBody):
+                request.body.close()
+        self.parser.ready.clear()
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the worker's sweeper about once a second."""
+        if now < self.deadline or self._closed:
+            return
+        kind = self.deadline_kind
+        if kind == IDLE:
+            self.close()
+        elif kind == HEAD:
+            if self.parser.mid_request:
+                self._send_error(RequestTimeout("request head not received in time"))
+            else:
+                self.close()
+        elif kind == BODY:
+            ex = self.exchange
+            if ex is not None and isinstance(ex.request.body, StreamingBody):
+                ex.request.body.fail(TimeoutError("request body stalled"))
+                self.deadline_kind = NONE
+            else:
+                self._send_error(RequestTimeout("request body stalled"))
+        elif kind == SEND:
+            log.info("Closing connection to %s: the client stopped reading the response", self.peer)
+            self.abort()
+
+    def shutdown(self) -> None:
+        """Graceful stop: idle connections close now, busy ones after their response."""
+        if self.exchange is None and not self.parser.mid_request and not self.parser.ready:
+            self.close()
+
+    def _connection_environ(self, transport: Any) -> dict[str, Any]:
+        ctx = self.ctx
+        sockname = transport.get_extra_info("sockname")
+        peername = transport.get_extra_info("peername")
+        if isinstance(sockname, tuple):
+            server_name, server_port = str(sockname[0]), str(sockname[1])
+        else:
+            server_name, server_port = "localhost", "0"
+        if isinstance(peername, tuple):
+            remote_addr, remote_port = str(peername[0]), str(peername[1])
+            self.peer = f"{remote_addr}:{remote_port}"
+        else:
+            remote_addr, remote_port = "127.0.0.1", "0"  # Unix socket: a local peer
+            self.peer = "unix"
+        return connection_environ(
+            server_name=server_name,
+            server_port=server_port,
+            remote_addr=remote_addr,
+            remote_port=remote_port,
+            url_scheme=ctx.url_scheme,
+            multithread=ctx.multithread,
+            multiprocess=ctx.multiprocess,
+        )

@@ -1,0 +1,57 @@
+"""What every connection of one worker shares: the app, limits, timeouts, pools."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..http.limits import Limits
+
+if TYPE_CHECKING:
+    from .connection import HTTPConnection
+
+WSGIApp = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    # Seconds an idle keep-alive connection is kept open; nginx uses 75, most proxies less.
+    keepalive: float = 5.0
+    # Seconds allowed for a whole request head to arrive: slowloris protection.
+    header: float = 10.0
+    # Seconds a request body may stall between two reads before we give up.
+    body: float = 30.0
+    # Seconds a response may wait on a client that does not read it.
+    send: float = 60.0
+
+
+@dataclass(eq=False)
+class ServerContext:
+    app: WSGIApp
+    loop: asyncio.AbstractEventLoop
+    limits: Limits = field(default_factory=Limits)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    # None: call the app inline on the loop thread (the fastest path).
+    executor: ThreadPoolExecutor | None = None
+    multiprocess: bool = False
+    url_scheme: str = "http"
+    max_connections: int = 1000
+    access_log: Callable[..., None] | None = None
+    connections: set[HTTPConnection] = field(default_factory=set)
+    stopping: bool = False
+    requests_served: int = 0
+    _streaming_pool: ThreadPoolExecutor | None = None
+
+    @property
+    def multithread(self) -> bool:
+        return self.executor is not None
+
+    def streaming_pool(self) -> ThreadPoolExecutor:
+        """Threads for requests whose body arrives while the app runs (100-continue)."""
+        if self.executor is not None:
+            return self.executor
+        if self._streaming_pool is None:
+            self._streaming_pool = ThreadPoolExecutor(4, thread_name_prefix="corral-stream")
+        return self._streaming_pool

@@ -1,0 +1,282 @@
+"""Running the app for one request and streaming its response.
+
+Two ways, one contract:
+
+* inline (`--threads 1`): the app runs on the loop thread. The response
+  iterable is pulled only while the transport accepts more (`pump`); when the
+  transport pauses writing, pulling stops and `resume_writing` continues it.
+* threaded: the app runs on a pool thread. Output is handed to the loop in
+  batches with `call_soon_threadsafe`; a semaphore of two permits, held while
+  the transport is paused, keeps a fast app from racing ahead of a slow client.
+
+Either way the head goes out with the first non-empty chunk, `close()` is
+always called, an exception before the head gives a 500, and one after it
+aborts the connection rather than faking a complete response.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..http.request import Request
+from ..wsgi.file_wrapper import FileWrapper
+from ..wsgi.response import AppError, Response, error_response
+
+if TYPE_CHECKING:
+    from .connection import HTTPConnection
+
+log = logging.getLogger("corral.error")
+
+_BATCH = 65536  # threaded mode: bytes gathered before one hand-off to the loop
+_INTERNAL_ERROR = error_response(500, "Internal Server Error", "The application failed.")
+
+
+class ConnectionGone(Exception):
+    """The client went away while the app was still producing the response."""
+
+
+class Exchange:
+    """One request/response cycle on a connection."""
+
+    __slots__ = (
+        "conn",
+        "request",
+        "environ",
+        "response",
+        "result",
+        "iterator",
+        "started",
+        "aborted",
+        "bytes_out",
+        "permits",
+        "sendfile",
+    )
+
+    def __init__(self, conn: HTTPConnection, request: Request, environ: dict[str, Any], response: Response) -> None:
+        self.conn = conn
+        self.request = request
+        self.environ = environ
+        self.response = response
+        self.result: Any = None
+        self.iterator: Any = None
+        self.started = time.monotonic()
+        self.aborted = False
+        self.bytes_out = 0
+        self.permits: threading.Semaphore | None = None
+        self.sendfile: Any = None
+
+    def close_result(self) -> None:
+        result, self.result = self.result, None
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("Error closing the response iterable of %s", self.describe())
+
+    def describe(self) -> str:
+        request = self.request
+        return f"{request.method} {request.target.decode('latin-1')}"
+
+    def log_app_error(self, exc_info: Any) -> None:
+        log.error("Error handling request %s", self.describe(), exc_info=exc_info)
+
+
+def _check_chunk(data: Any) -> bytes:
+    if type(data) is bytes:
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise AppError(f"the app yielded {type(data).__name__}, not bytes")
+
+
+# -- inline --------------------------------------------------------------------
+
+
+def run_inline(ex: Exchange) -> bool:
+    """Run the app on the loop thread. True when the exchange is already complete."""
+    conn = ex.conn
+    response = ex.response
+    response.write = lambda data: _write_inline(ex, data)
+    try:
+        ex.result = result = conn.ctx.app(ex.environ, response.start_response)
+        if type(result) is list and len(result) <= 1:  # the common fast path
+            body = _check_chunk(result[0]) if result else b""
+            head = b"" if response.headers_sent else response.head()
+            conn.transport.write(head + response.frame(body) + response.end() if body else head + response.end())
+            ex.bytes_out += len(body)
+            return conn.complete(ex)
+        if isinstance(result, FileWrapper) and start_sendfile(ex, result):
+            return False
+        ex.iterator = iter(result)
+    except Exception:
+        return fail(ex, sys.exc_info())
+    return pump(ex)
+
+
+def _write_inline(ex: Exchange, data: bytes) -> None:
+    data = _check_chunk(data)
+    if not data:
+        return
+    response = ex.response
+    transport = ex.conn.transport
+    if not response.headers_sent:
+        transport.write(response.head())
+    transport.write(response.frame(data))
+    ex.bytes_out += len(data)
+
+
+def pump(ex: Exchange) -> bool:
+    """Pull the iterable while the transport accepts data; resume_writing calls again."""
+    conn = ex.conn
+    response = ex.response
+    write = conn.transport.write
+    try:
+        for data in ex.iterator:
+            data = _check_chunk(data)
+            if not data:
+                continue
+            if not response.headers_sent:
+                head = response.head()
+                if response.no_body:
+                    write(head)
+                    break  # HEAD, 204, 304: the head is all there is
+                write(head + response.frame(data))
+            else:
+                write(response.frame(data))
+            ex.bytes_out += len(data)
+            if response.overflow:
+                log.error("%s: the app sent more than its Content-Length; the excess was dropped", ex.describe())
+                break
+            if ex.aborted:
+                ex.close_result()
+                return False
+            if conn.write_paused:
+                return False
+        if not response.headers_sent:
+            write(response.head())
+        write(response.end())
+    except Exception:
+        return fail(ex, sys.exc_info())
+    return conn.complete(ex)
+
+
+def fail(ex: Exchange, exc_info: Any) -> bool:
+    """The app raised: a 500 if nothing was sent yet, else abort the connection."""
+    ex.log_app_error(exc_info)
+    conn = ex.conn
+    ex.close_result()
+    if ex.response.headers_sent:
+        conn.abort()
+        return False
+    ex.response.keep_alive = False
+    ex.response.code = 500
+    conn.transport.write(_INTERNAL_ERROR)
+    return conn.complete(ex)
+
+
+def start_sendfile(ex: Exchange, wrapper: FileWrapper) -> bool:
+    """Send a FileWrapper with os.sendfile if possible; False to fall back to iteration."""
+    response = ex.response
+    conn = ex.conn
+    span = wrapper.sendfile_range()
+    if span is None or response.headers_sent or conn.transport.get_write_buffer_size():
+        return False
+    fd, offset, size = span
+    if response.content_length is None and not any(
+        name.lower() == "content-length" for name, _ in response.headers
+    ):
+        response.headers.append(("Content-Length", str(size)))
+    head = response.head()
+    count = 0 if response.no_body else min(size, response.content_length or 0)
+    return conn.sendfile(ex, head, fd, offset, count)
+
+
+# -- threaded ------------------------------------------------------------------
+
+
+def run_threaded(ex: Exchange) -> None:
+    """Body of a pool thread: run the app, hand the output to the loop in batches."""
+    conn = ex.conn
+    loop = conn.ctx.loop
+    response = ex.response
+    ex.permits = threading.Semaphore(2)
+    batch: list[bytes] = []
+    pending = 0
+
+    def flush() -> None:
+        nonlocal pending
+        if not batch:
+            return
+        data = b"".join(batch)
+        batch.clear()
+        pending = 0
+        _acquire(ex)
+        loop.call_soon_threadsafe(conn.write_from_thread, ex, data)
+
+    def write(data: bytes) -> None:
+        nonlocal pending
+        data = _check_chunk(data)
+        if data:
+            if not response.headers_sent:
+                batch.append(response.head())
+            batch.append(response.frame(data))
+            ex.bytes_out += len(data)
+            flush()
+
+    response.write = write
+    try:
+        ex.result = result = conn.ctx.app(ex.environ, response.start_response)
+        if isinstance(result, FileWrapper) and not batch and not response.headers_sent:
+            loop.call_soon_threadsafe(conn.sendfile_from_thread, ex, result)
+            return
+        for data in result:
+            data = _check_chunk(data)
+            if not data:
+                continue
+            if not response.headers_sent:
+                batch.append(response.head())
+                if response.no_body:
+                    break
+            batch.append(response.frame(data))
+            ex.bytes_out += len(data)
+            pending += len(data)
+            if response.overflow:
+                log.error("%s: the app sent more than its Content-Length; the excess was dropped", ex.describe())
+                break
+            if pending >= _BATCH:
+                flush()
+        if not response.headers_sent:
+            batch.append(response.head())
+        batch.append(response.end())
+    except ConnectionGone:
+        ex.close_result()
+        return
+    except Exception:
+        exc_info = sys.exc_info()
+        ex.log_app_error(exc_info)
+        ex.close_result()
+        if response.headers_sent:
+            loop.call_soon_threadsafe(conn.finish_from_thread, ex, b"", True)
+            return
+        response.keep_alive = False
+        response.code = 500
+        batch[:] = [_INTERNAL_ERROR]
+    else:
+        ex.close_result()
+    loop.call_soon_threadsafe(conn.finish_from_thread, ex, b"".join(batch))
+
+
+def _acquire(ex: Exchange) -> None:
+    permits = ex.permits
+    assert permits is not None
+    while not permits.acquire(timeout=1.0):
+        if ex.aborted:
+            break
+    if ex.aborted:
+        raise ConnectionGone()
+

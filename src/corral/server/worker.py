@@ -1,0 +1,174 @@
+"""A worker process: one event loop serving the inherited listening sockets.
+
+How this works: the master forks us with the listening sockets and one end of a
+socketpair (the *channel*). We prepare the app's environment, load the app
+(a failure is reported on the channel and ends the process with
+`EXIT_APP_LOAD_ERROR`, so the master stops instead of respawning), then serve.
+A sweeper runs once a second: it expires connection deadlines, sends a
+heartbeat with our counters, and notices if the master died. SIGTERM and SIGINT
+drain gracefully; a second SIGINT, or SIGQUIT, exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Config
+from ..http.limits import Limits
+from ..loading import AppLoadError, load_app
+from ..observe.access import AccessLog
+from .connection import HTTPConnection
+from .context import ServerContext, Timeouts
+from .environment import prepare_process
+
+log = logging.getLogger("corral.error")
+
+EXIT_APP_LOAD_ERROR = 3  # reserved: the master must not respawn on this
+
+
+@dataclass
+class WorkerSpec:
+    config: Config
+    sockets: list[socket.socket]
+    channel: socket.socket
+    index: int
+    site: str = "main"
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+
+
+def send(channel: socket.socket, **message: Any) -> None:
+    try:
+        channel.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        pass  # the master is gone; the sweeper will notice
+
+
+def run_worker(spec: WorkerSpec) -> int:
+    """Entry point in the forked child; returns the exit status."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    config = spec.config
+    try:
+        prepare_process(config)
+        app = load_app(config.app, config.settings)
+    except AppLoadError as exc:
+        send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
+        return EXIT_APP_LOAD_ERROR
+    worker = Worker(spec, app)
+    return worker.run()
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, app: Any) -> None:
+        self.spec = spec
+        config = spec.config
+        self.loop = new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        executor = ThreadPoolExecutor(config.threads, thread_name_prefix="corral-app") if config.threads > 1 else None
+        self.ctx = ServerContext(
+            app=app,
+            loop=self.loop,
+            limits=Limits(
+                max_request_line=config.max_request_line,
+                max_header_size=config.max_header_size,
+                max_headers=config.max_headers,
+                max_body_size=config.max_body_size,
+                body_buffer_size=config.body_buffer_size,
+            ),
+            timeouts=Timeouts(
+                keepalive=config.keepalive_timeout,
+                header=config.header_timeout,
+                body=config.body_timeout,
+                send=config.send_timeout,
+            ),
+            executor=executor,
+            multiprocess=config.workers > 1,
+            max_connections=config.max_connections,
+            access_log=AccessLog(config.access_log) if config.access_log else None,
+        )
+        self.servers: list[asyncio.AbstractServer] = []
+        self.parent = os.getppid()
+        self.stopped = asyncio.Event()
+        self.interrupts = 0
+
+    def run(self) -> int:
+        try:
+            return self.loop.run_until_complete(self._main())
+        finally:
+            self.loop.close()
+
+    async def _main(self) -> int:
+        loop = self.loop
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGQUIT, self._exit_now)
+        for sock in self.spec.sockets:
+            server = await loop.create_server(
+                lambda: HTTPConnection(self.ctx), sock=sock, backlog=self.spec.config.backlog
+            )
+            self.servers.append(server)
+        send(self.spec.channel, event="ready", pid=os.getpid())
+        sweeper = loop.create_task(self._sweep())
+        await self.stopped.wait()
+        sweeper.cancel()
+        await self._drain()
+        return 0
+
+    def _on_stop_signal(self, sig: int) -> None:
+        if sig == signal.SIGINT:
+            self.interrupts += 1
+            if self.interrupts > 1:
+                self._exit_now()
+        self.stopped.set()
+
+    def _exit_now(self) -> None:
+        os._exit(1)
+
+    async def _sweep(self) -> None:
+        ctx = self.ctx
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.loop.time()
+            for conn in list(ctx.connections):
+                conn.check_deadline(now)
+            if os.getppid() != self.parent:
+                log.warning("Master process died; worker %d exiting", os.getpid())
+                self.stopped.set()
+                return
+            send(self.spec.channel, event="heartbeat", requests=ctx.requests_served, connections=len(ctx.connections))
+
+    async def _drain(self) -> None:
+        """Stop accepting, let in-flight requests finish, close idle connections."""
+        ctx = self.ctx
+        ctx.stopping = True
+        for server in self.servers:
+            server.close()
+        for conn in list(ctx.connections):
+            conn.shutdown()
+        deadline = self.loop.time() + self.spec.config.graceful_timeout
+        while ctx.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            for conn in list(ctx.connections):
+                conn.shutdown()
+        for conn in list(ctx.connections):
+            conn.abort()
+        if ctx.executor is not None:
+            ctx.executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.sleep(0)
+        sys.stdout.flush()

@@ -1,0 +1,183 @@
+"""Start a real `corral` subprocess and talk to it with raw sockets.
+
+Readiness comes from the server's own log line ("Corral ready"), never a sleep;
+every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+APPS = TESTS / "apps"
+
+
+class Server:
+    """A running `corral serve`; stderr is collected in `self.log_lines`."""
+
+    def __init__(self, args: Sequence[str], cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+                 command: str = "serve", ready: str = "Corral ready", timeout: float = 20.0) -> None:
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        full_env.pop("DJANGO_SETTINGS_MODULE", None)
+        if env:
+            full_env.update(env)
+        cmd = [sys.executable, "-m", "corral", command, *args]
+        if not any(a.startswith("--bind") or a == "-b" for a in args) and command in ("serve", "dev"):
+            cmd += ["--bind", "127.0.0.1:0"]
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        self.log_lines: list[str] = []
+        self.stdout_lines: list[str] = []
+        self._cond = threading.Condition()
+        self._threads = [
+            threading.Thread(target=self._collect, args=(self.proc.stderr, self.log_lines), daemon=True),
+            threading.Thread(target=self._collect, args=(self.proc.stdout, self.stdout_lines), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        self.port = 0
+        self.host = "127.0.0.1"
+        if ready:
+            line = self.wait_for(ready, timeout)
+            if line is None:
+                self.stop()
+                raise RuntimeError("server did not become ready:\n" + self.log())
+            match = self.wait_for(r"Listening at http://[^\s]+:(\d+)", 1.0)
+            if match:
+                self.port = int(re.search(r":(\d+)\s*$", match.strip()).group(1))  # type: ignore[union-attr]
+
+    def _collect(self, stream, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for raw in iter(stream.readline, b""):
+            with self._cond:
+                lines.append(raw.decode("utf-8", "replace"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 10.0, start: int = 0, stream: str = "stderr") -> str | None:
+        """Wait until a log line matches `pattern` (regex); return it or None."""
+        lines = self.log_lines if stream == "stderr" else self.stdout_lines
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in lines[start:]:
+                    if regex.search(line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not any(t.is_alive() for t in self._threads)):
+                    return None
+                self._cond.wait(min(remaining, 0.2))
+
+    def log(self) -> str:
+        with self._cond:
+            return "".join(self.log_lines)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def connect(self, timeout: float = 5.0) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        return sock
+
+    def request(self, raw: bytes, timeout: float = 5.0) -> bytes:
+        """Send raw bytes, read until the server closes (or timeout)."""
+        with self.connect(timeout) as sock:
+            sock.sendall(raw)
+            return read_until_close(sock, timeout)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._close_pipes()
+        return code
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._close_pipes()
+        return self.proc.returncode
+
+    def _close_pipes(self) -> None:
+        for t in self._threads:
+            t.join(2)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None and not stream.closed and not any(t.is_alive() for t in self._threads):
+                stream.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def read_until_close(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def read_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """Read exactly one response (Content-Length or chunked framing) from a keep-alive socket."""
+    sock.settimeout(timeout)
+    f = sock.makefile("rb")
+    status_line = f.readline()
+    if not status_line:
+        raise ConnectionError("connection closed before a response")
+    status = int(status_line.split()[1])
+    headers: dict[str, str] = {}
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        key = name.strip().lower()
+        headers[key] = headers[key] + ", " + value.strip() if key in headers else value.strip()
+    body = b""
+    if status == 100:
+        return status, headers, body
+    if "content-length" in headers:
+        body = f.read(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        parts = []
+        while True:
+            size = int(f.readline().split(b";")[0], 16)
+            if size == 0:
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                break
+            parts.append(f.read(size))
+            f.readline()
+        body = b"".join(parts)
+    f.close()
+    return status, headers, body
