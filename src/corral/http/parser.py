@@ -45,6 +45,7 @@ _SUPPORTED_VERSIONS = ("1.1", "1.0")
 _FRAMING_ALLOWANCE = 8
 
 BodyFactory = Callable[[Request], BodySink]
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
 class RequestParser:
@@ -129,14 +130,9 @@ class RequestParser:
             raise URITooLong(f"request target longer than {self._limits.max_request_line} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        request = self._request
-        assert request is not None
-        if self._in_body:
-            return  # trailer fields: framing only, never exposed to the app
-        headers = request.headers
-        headers.append((name, value))
-        if len(headers) > self._limits.max_headers:
-            raise HeaderFieldsTooLarge(f"more than {self._limits.max_headers} header fields")
+        # Counted in on_headers_complete; until then feed() bounds the head's bytes.
+        if not self._in_body:  # trailer fields: framing only, never exposed to the app
+            self._request.headers.append((name, value))  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
         request = self._request
@@ -146,8 +142,12 @@ class RequestParser:
         if version not in _SUPPORTED_VERSIONS:
             raise VersionNotSupported(f"HTTP/{version} is not supported")
         request.version = version
-        request.method = parser.get_method().decode("ascii")
-        request.keep_alive = parser.should_keep_alive()
+        method = parser.get_method()
+        request.method = _METHODS.get(method) or method.decode("ascii")
+        if not parser.should_keep_alive():
+            request.keep_alive = False
+        if len(request.headers) > self._limits.max_headers:
+            raise HeaderFieldsTooLarge(f"more than {self._limits.max_headers} header fields")
         self._check_fields(request)
         self._split_target(request)
         self._in_body = True
@@ -181,12 +181,15 @@ class RequestParser:
     # -- RFC 9112 rules on top of llhttp ----------------------------------------
 
     def _check_fields(self, request: Request) -> None:
-        size = 0
         host: bytes | None = None
         hosts = 0
         transfer_encoding: bytes | None = None
+        # Exact field sizes matter only when the head's bytes could exceed the limit.
+        if self._header_bytes > self._limits.max_header_size:
+            size = sum(len(name) + len(value) + 4 for name, value in request.headers)
+        else:
+            size = 0
         for name, value in request.headers:
-            size += len(name) + len(value) + 4
             lower = name.lower()
             if lower == b"host":
                 hosts += 1

@@ -13,7 +13,6 @@ costs one clock read per request instead of timer churn.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from typing import Any
 
@@ -22,8 +21,8 @@ from ..http.parser import RequestParser
 from ..http.request import BodySink, Request
 from ..wsgi.environ import connection_environ, request_environ
 from ..wsgi.file_wrapper import FileWrapper
-from ..wsgi.input import SpooledBody, StreamingBody
-from ..wsgi.response import Response, error_response
+from ..wsgi.input import EMPTY_INPUT, SpooledBody, StreamingBody
+from ..wsgi.response import error_response
 from . import exchange as run
 from .context import ServerContext
 from .sendfile import SendfileJob
@@ -179,14 +178,12 @@ class HTTPConnection(asyncio.Protocol):
         ctx = self.ctx
         body = request.body
         if body is None:
-            stream: Any = io.BytesIO()
-        elif isinstance(body, SpooledBody):
+            stream: Any = EMPTY_INPUT
+        elif type(body) is SpooledBody:
             stream = body.stream
         else:
             stream = body
-        environ = request_environ(self._base_environ, request, stream)
-        response = Response(request.version, request.method == "HEAD", request.keep_alive)
-        ex = self.exchange = run.Exchange(self, request, environ, response)
+        ex = self.exchange = run.Exchange(self, request, request_environ(self._base_environ, request, stream))
         self.deadline_kind = NONE
         if isinstance(body, StreamingBody):
             ctx.streaming_pool().submit(run.run_threaded, ex)

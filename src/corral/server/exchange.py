@@ -42,32 +42,32 @@ class ConnectionGone(Exception):
 class Exchange:
     """One request/response cycle on a connection."""
 
-    __slots__ = (
-        "conn",
-        "request",
-        "environ",
-        "response",
-        "result",
-        "iterator",
-        "started",
-        "aborted",
-        "bytes_out",
-        "permits",
-        "sendfile",
-    )
+    # Class-level defaults keep construction cheap on the hot path.
+    result: Any = None
+    iterator: Any = None
+    aborted = False
+    bytes_out = 0
+    permits: threading.Semaphore | None = None
+    sendfile: Any = None
 
-    def __init__(self, conn: HTTPConnection, request: Request, environ: dict[str, Any], response: Response) -> None:
+    def __init__(self, conn: HTTPConnection, request: Request, environ: dict[str, Any]) -> None:
         self.conn = conn
         self.request = request
         self.environ = environ
-        self.response = response
-        self.result: Any = None
-        self.iterator: Any = None
+        self.response = Response(request.version, request.method == "HEAD", request.keep_alive, self.write_inline)
         self.started = time.monotonic()
-        self.aborted = False
-        self.bytes_out = 0
-        self.permits: threading.Semaphore | None = None
-        self.sendfile: Any = None
+
+    def write_inline(self, data: bytes) -> None:
+        """The write() callable of PEP 3333 when the app runs on the loop thread."""
+        data = _check_chunk(data)
+        if not data:
+            return
+        response = self.response
+        transport = self.conn.transport
+        if not response.headers_sent:
+            transport.write(response.head())
+        transport.write(response.frame(data))
+        self.bytes_out += len(data)
 
     def close_result(self) -> None:
         result, self.result = self.result, None
@@ -101,7 +101,6 @@ def run_inline(ex: Exchange) -> bool:
     """Run the app on the loop thread. True when the exchange is already complete."""
     conn = ex.conn
     response = ex.response
-    response.write = lambda data: _write_inline(ex, data)
     try:
         ex.result = result = conn.ctx.app(ex.environ, response.start_response)
         if type(result) is list and len(result) <= 1:  # the common fast path
@@ -116,18 +115,6 @@ def run_inline(ex: Exchange) -> bool:
     except Exception:
         return fail(ex, sys.exc_info())
     return pump(ex)
-
-
-def _write_inline(ex: Exchange, data: bytes) -> None:
-    data = _check_chunk(data)
-    if not data:
-        return
-    response = ex.response
-    transport = ex.conn.transport
-    if not response.headers_sent:
-        transport.write(response.head())
-    transport.write(response.frame(data))
-    ex.bytes_out += len(data)
 
 
 def pump(ex: Exchange) -> bool:

@@ -19,6 +19,27 @@ from typing import BinaryIO
 EMPTY = b""
 
 
+class EmptyInput:
+    """wsgi.input for requests without a body: always at end, shared, read-only."""
+
+    __slots__ = ()
+
+    def read(self, size: int | None = -1) -> bytes:
+        return EMPTY
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return EMPTY
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+
+EMPTY_INPUT = EmptyInput()
+
+
 class SpooledBody:
     """A body sink that stays in memory up to `limit` bytes, then spills to disk."""
 

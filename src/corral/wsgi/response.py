@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import TracebackType
 
+from ..http.date import date_cache
 from ..http.serialize import LAST_CHUNK, UnsafeHeader, build_head, check_header, chunk, status_line
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -22,6 +23,8 @@ _HOP_BY_HOP = frozenset(
     ("keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade")
 )
 SERVER_HEADER = b"Server: corral\r\n"
+_HEAD_CACHE_SIZE = 512  # distinct header sets; apps have a handful, a bound keeps odd ones from growing it
+_head_cache: dict[tuple[object, ...], tuple[bytes, bytes, int, int | None, bool, bool, bool]] = {}
 
 
 class AppError(Exception):
@@ -29,37 +32,23 @@ class AppError(Exception):
 
 
 class Response:
-    __slots__ = (
-        "version",
-        "head_only",
-        "keep_alive",
-        "status",
-        "headers",
-        "headers_sent",
-        "content_length",
-        "sent",
-        "chunked",
-        "no_body",
-        "write",
-        "code",
-        "overflow",
-    )
+    # Class-level defaults: only what differs per response is set in __init__.
+    status: str | None = None
+    headers: list[tuple[str, str]] = []
+    headers_sent = False
+    content_length: int | None = None
+    sent = 0
+    chunked = False
+    code = 0
+    overflow = False
 
-    def __init__(self, version: str, head_only: bool, keep_alive: bool) -> None:
+    def __init__(self, version: str, head_only: bool, keep_alive: bool, write: Callable[[bytes], None]) -> None:
         self.version = version
         self.head_only = head_only
-        self.keep_alive = keep_alive
-        self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.headers_sent = False
-        self.content_length: int | None = None
-        self.sent = 0
-        self.chunked = False
         self.no_body = head_only
-        self.code = 0
-        self.overflow = False
-        # The connection sets this to its write() callable for the app.
-        self.write: Callable[[bytes], None] = _no_write
+        self.keep_alive = keep_alive
+        # The connection's write() callable handed to the app by start_response.
+        self.write = write
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
@@ -81,15 +70,38 @@ class Response:
         return self.write
 
     def head(self) -> bytes:
-        """Serialize the head; decides framing and keep-alive. Call once."""
+        """Serialize the head; decides framing and keep-alive. Call once.
+
+        Apps send the same few header sets again and again, so the validated,
+        serialized header block is cached by its exact content; only the Date
+        line is fresh per second.
+        """
         status = self.status
         if status is None:
             raise AppError("the app returned without calling start_response")
         try:
+            key = (status, tuple(self.headers), self.version, self.keep_alive, self.head_only)
+            entry = _head_cache.get(key)
+        except TypeError:  # unhashable header values: the slow path reports them
+            key, entry = None, None
+        if entry is None:
+            entry = self._serialize(status)
+            if key is not None and len(_head_cache) < _HEAD_CACHE_SIZE:
+                _head_cache[key] = entry
+        status_bytes, block, self.code, self.content_length, self.chunked, self.no_body, self.keep_alive = entry
+        self.headers_sent = True
+        return status_bytes + date_cache.header() + block
+
+    def _serialize(self, status: str) -> tuple[bytes, bytes, int, int | None, bool, bool, bool]:
+        try:
             status_bytes = status_line(self.version, status)
         except UnsafeHeader as exc:
             raise AppError(str(exc)) from None
-        code = self.code = int(status[:3])
+        code = int(status[:3])
+        keep_alive = self.keep_alive
+        content_length = None
+        chunked = False
+        no_body = self.head_only
         lines = []
         for name, value in self.headers:
             if type(name) is not str or type(value) is not str:
@@ -100,30 +112,30 @@ class Response:
                 raise AppError(str(exc)) from None
             lower = name.lower()
             if lower == "content-length":
-                if not value.isdigit() or not value.isascii():
-                    raise AppError(f"invalid Content-Length {value!r}")
-                self.content_length = int(value)
+                if not value.isdigit() or not value.isascii() or content_length is not None:
+                    raise AppError(f"invalid or repeated Content-Length {value!r}")
+                content_length = int(value)
             elif lower == "connection":
                 if "close" in value.lower():
-                    self.keep_alive = False
+                    keep_alive = False
                 continue  # we write our own Connection header
             elif lower in _HOP_BY_HOP:
                 raise AppError(f"hop-by-hop header {name!r} may not be set by a WSGI app")
             lines.append(f"{name}: {value}\r\n")
         if code < 200 or code == 204 or code == 304:
-            self.no_body = True
-        elif self.content_length is None:
+            no_body = True
+        elif content_length is None:
             if self.version == "1.1":
-                self.chunked = not self.head_only
+                chunked = not self.head_only
                 lines.append("Transfer-Encoding: chunked\r\n")
             else:
-                self.keep_alive = False  # HTTP/1.0: the body ends when we close
-        if not self.keep_alive:
+                keep_alive = False  # HTTP/1.0: the body ends when we close
+        if not keep_alive:
             lines.append("Connection: close\r\n")
         elif self.version == "1.0":
             lines.append("Connection: keep-alive\r\n")
-        self.headers_sent = True
-        return build_head(status_bytes, lines, SERVER_HEADER)
+        block = SERVER_HEADER + "".join(lines).encode("latin-1") + b"\r\n"
+        return status_bytes, block, code, content_length, chunked, no_body, keep_alive
 
     def frame(self, data: bytes) -> bytes:
         """Bytes to send for one body chunk (chunk framing, Content-Length cap)."""
@@ -146,10 +158,6 @@ class Response:
         if self.content_length is not None and not self.no_body and self.sent != self.content_length:
             self.keep_alive = False  # short (or capped) body: only closing tells the client
         return b""
-
-def _no_write(data: bytes) -> None:
-    raise AppError("write() called before start_response")
-
 
 def error_response(status: int, reason: str, detail: str, keep_alive: bool = False) -> bytes:
     """A small plain-text response the server itself sends (errors, 503, 504)."""
