@@ -72,9 +72,6 @@ class HTTPConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
-        if self.deadline_kind == IDLE:
-            self.deadline_kind = HEAD
-            self.deadline = self.ctx.loop.time() + self.ctx.timeouts.header
         try:
             parser.feed(data)
         except HTTPError as error:
@@ -83,23 +80,30 @@ class HTTPConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is None:
             self._next()
+            exchange = self.exchange
         else:
             if len(parser.ready) >= _MAX_QUEUED:
                 self._pause_reading()
             body = exchange.request.body
-            if isinstance(body, StreamingBody) and body.full:
+            if type(body) is StreamingBody and body.full:
                 self._pause_reading()
-        if self.exchange is None and parser.mid_request and not self._error:
-            if parser.awaiting_head:
+        if parser.mid_request and self._error is None:
+            self._track_partial_request(exchange)
+
+    def _track_partial_request(self, exchange: run.Exchange | None) -> None:
+        """Part of a request has arrived: its head or body now runs against a deadline."""
+        timeouts = self.ctx.timeouts
+        if exchange is None:
+            if self.parser.awaiting_head:
                 if self.deadline_kind != HEAD:
                     self.deadline_kind = HEAD
-                    self.deadline = self.ctx.loop.time() + self.ctx.timeouts.header
+                    self.deadline = self.ctx.loop.time() + timeouts.header
             else:
                 self.deadline_kind = BODY
-                self.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
-        elif self.exchange is not None and parser.mid_request and isinstance(self.exchange.request.body, StreamingBody):
+                self.deadline = self.ctx.loop.time() + timeouts.body
+        elif type(exchange.request.body) is StreamingBody:
             self.deadline_kind = BODY
-            self.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
+            self.deadline = self.ctx.loop.time() + timeouts.body
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -154,9 +158,10 @@ class HTTPConnection(asyncio.Protocol):
     def _next(self) -> None:
         """Start queued requests until one is still running or none is left."""
         parser = self.parser
+        ready = parser.ready
         while self.exchange is None and not self._closed:
-            if parser.ready:
-                if not self._start(parser.ready.popleft()):
+            if ready:
+                if not self._start(ready.popleft()):
                     return
             elif self._error is not None:
                 self._send_error(self._error)
@@ -185,28 +190,32 @@ class HTTPConnection(asyncio.Protocol):
             stream = body
         ex = self.exchange = run.Exchange(self, request, request_environ(self._base_environ, request, stream))
         self.deadline_kind = NONE
-        if isinstance(body, StreamingBody):
+        if ctx.executor is None and stream is not body:
+            return run.run_inline(ex)
+        if type(body) is StreamingBody:
             ctx.streaming_pool().submit(run.run_threaded, ex)
-            return False
-        if ctx.executor is not None:
+        elif ctx.executor is not None:
             ctx.executor.submit(run.run_threaded, ex)
-            return False
-        return run.run_inline(ex)
+        else:
+            return run.run_inline(ex)
+        return False
 
     def complete(self, ex: run.Exchange) -> bool:
         """The response is fully handed to the transport. True if the connection lives on."""
-        ex.close_result()
+        if ex.result is not None:
+            ex.close_result()
         ctx = self.ctx
         ctx.requests_served += 1
         self.exchange = None
-        request = ex.request
         if ctx.access_log is not None:
             ctx.access_log(ex)
-        if isinstance(request.body, SpooledBody):
-            request.body.close()
         reusable = ex.response.keep_alive and not ctx.stopping and not self._closed
-        if isinstance(request.body, StreamingBody) and not request.complete:
-            reusable = False  # the rest of that body is still on the wire
+        body = ex.request.body
+        if body is not None:
+            if type(body) is SpooledBody:
+                body.close()
+            elif not ex.request.complete:
+                reusable = False  # 100-continue body still on the wire
         if not reusable:
             self.close()
             return False

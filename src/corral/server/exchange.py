@@ -102,13 +102,14 @@ def run_inline(ex: Exchange) -> bool:
     conn = ex.conn
     response = ex.response
     try:
-        ex.result = result = conn.ctx.app(ex.environ, response.start_response)
-        if type(result) is list and len(result) <= 1:  # the common fast path
+        result = conn.ctx.app(ex.environ, response.start_response)
+        if type(result) is list and len(result) <= 1:  # the common fast path; lists have no close()
             body = _check_chunk(result[0]) if result else b""
             head = b"" if response.headers_sent else response.head()
             conn.transport.write(head + response.frame(body) + response.end() if body else head + response.end())
-            ex.bytes_out += len(body)
+            ex.bytes_out = len(body)
             return conn.complete(ex)
+        ex.result = result
         if isinstance(result, FileWrapper) and start_sendfile(ex, result):
             return False
         ex.iterator = iter(result)
