@@ -7,11 +7,16 @@ setting declarations in config/settings.py.
 from __future__ import annotations
 
 import argparse
+import inspect
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__
+from .config.files import CONFIG_FILE, PROFILE_ENV, default_config_path
+from .config.plan import Plan, load_plan
+from .config.problems import ConfigError
 from .config.settings import SETTINGS, Config, toml_key
 from .config.values import ValueProblem
 
@@ -43,19 +48,60 @@ def _add_setting_flags(parser: argparse.ArgumentParser, positional_app: bool = T
         )
 
 
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration file")
+    group.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=None,
+        help=f"Read settings from this TOML file (default: ./{CONFIG_FILE} when it exists).",
+    )
+    group.add_argument(
+        "--profile",
+        metavar="NAME",
+        default=None,
+        help=f"Apply [profile.NAME] from the config file (default: ${PROFILE_ENV}).",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corral", description="Corral: a production WSGI server.")
     parser.add_argument("--version", action="version", version=f"corral {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serve = commands.add_parser("serve", help="Serve a WSGI app in production.", description="Serve a WSGI app in production.")
+    serve = commands.add_parser(
+        "serve", help="Serve a WSGI app in production.", description="Serve a WSGI app in production."
+    )
     _add_setting_flags(serve)
-    check = commands.add_parser("check", help="Resolve the config and load the app without serving; non-zero on any problem.")
+    _add_config_flags(serve)
+    dev = commands.add_parser(
+        "dev",
+        help="Development server: one worker, threads, access log, reload on code changes.",
+        description="Development server: one worker, threads, access log, reload on code changes.",
+    )
+    _add_setting_flags(dev)
+    _add_config_flags(dev)
+    dev.add_argument(
+        "--watch", action="append", default=[], metavar="PATH", help="Also reload when PATH changes (repeatable)."
+    )
+    check = commands.add_parser(
+        "check",
+        help="Resolve the config and load the app without serving; non-zero on any problem.",
+        description="Resolve config, profile, environment and app imports, print the plan, serve nothing.",
+    )
     _add_setting_flags(check)
+    _add_config_flags(check)
+    init = commands.add_parser(
+        "init",
+        help=f"Write a {CONFIG_FILE} with dev and prod profiles for the Django project here.",
+        description=f"Write a {CONFIG_FILE} with dev and prod profiles for the Django project in this directory.",
+    )
+    init.add_argument("--force", action="store_true", help=f"Overwrite an existing {CONFIG_FILE}.")
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Defaults, overridden by every flag that was given."""
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, parsed; flags not given are absent (argparse.SUPPRESS)."""
     changes: dict[str, Any] = {}
     for f in SETTINGS:
         raw = getattr(args, f.name, _UNSET)
@@ -67,7 +113,26 @@ def config_from_args(args: argparse.Namespace) -> Config:
             changes[f.name] = tuple(parse(item) for item in raw) if f.metadata["multiple"] else parse(raw)
         except ValueProblem as exc:
             raise UsageError(f"{flag}: {exc}") from None
-    return Config(**changes)
+    return changes
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Defaults, overridden by every flag that was given (no config file)."""
+    return Config(**overrides_from_args(args))
+
+
+def plan_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Plan:
+    """Flags over the chosen profile over corral.toml (given, or found in the working directory)."""
+    environ = os.environ if environ is None else environ
+    overrides = overrides_from_args(args)
+    path = args.config if args.config is not None else default_config_path(os.getcwd())
+    profile = args.profile if args.profile is not None else (environ.get(PROFILE_ENV) or None)
+    try:
+        return load_plan(path, profile, overrides)
+    except ConfigError as exc:
+        if args.profile is None and profile is not None:
+            exc.problems.append(f"(the profile was chosen by {PROFILE_ENV}={profile})")
+        raise
 
 
 class UsageError(Exception):
@@ -80,20 +145,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "init":
+        from .commands.init import init
+
+        return init(os.getcwd(), force=args.force)
     try:
-        config = config_from_args(args)
+        plan = plan_from_args(args)
     except UsageError as exc:
         parser.exit(2, f"corral: error: {exc}\n")
+    except ConfigError as exc:
+        parser.exit(2, "".join(f"corral: error: {line}\n" for line in exc.problems))
     if args.command == "serve":
-        from .commands.serve import serve
-
-        return serve(config)
+        return _serve(plan, parser)
     if args.command == "check":
         from .commands.check import check
 
-        return check(config)
+        return check(plan)
+    if args.command == "dev":
+        if plan.multi_site:
+            parser.exit(
+                2, f"corral: error: {plan.source} defines [sites]; corral dev serves one app (use corral serve)\n"
+            )
+        from .commands.dev import dev  # imported here: the dev extra (watchfiles) is optional
+
+        return dev(plan.server, list(args.watch))
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _serve(plan: Plan, parser: argparse.ArgumentParser) -> int:
+    from .commands.serve import serve
+
+    if not plan.multi_site:
+        return serve(plan.server)
+    # Multi-site: serve() receives the plan beside the server config once the runtime supports it.
+    if "plan" not in inspect.signature(serve).parameters:
+        parser.exit(
+            2, f"corral: error: {plan.source} defines [sites], which this build of corral serve cannot run yet\n"
+        )
+    return serve(plan.server, plan=plan)  # type: ignore[call-arg]
 
 
 if __name__ == "__main__":

@@ -1,46 +1,246 @@
-"""`corral check`: resolve everything, load the app in a child, serve nothing."""
+"""`corral check`: resolve everything, load each site's app in a child, serve nothing.
+
+The `nginx -t` of Corral: prints the resolved plan (config file, profile, server
+settings, the site table) and exits non-zero on any problem. Each site's app is
+imported in its own child process with that site's environment, directory and
+sys.path, so the apps' import side effects never meet each other or this
+process. A site with a virtualenv is loaded by that virtualenv's interpreter.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
 
-from ..config import Config
+from ..config import Config, Plan
 from ..config.settings import SETTINGS, toml_key
+from ..config.sites import SiteConfig, implicit_site
 from ..loading import AppLoadError, load_app
-from ..server.environment import prepare_process
+from ..server.environment import app_environment, prepare_process
 from ..server.listeners import BindError, parse_bind
 
+# An app whose import hangs (a database at import time, say) must not hang a deploy script.
+IMPORT_DEADLINE = 120
 
-def check(config: Config) -> int:
-    problems = []
-    for text in config.bind:
+
+def check(plan: Plan | Config) -> int:
+    if isinstance(plan, Config):
+        plan = Plan(server=plan, sites=(implicit_site(plan),))
+    problems: list[str] = []
+    for text in plan.server.bind:
         try:
             parse_bind(text)
         except BindError as exc:
             problems.append(str(exc))
-    print("Resolved configuration:")
-    for f in SETTINGS:
-        value = getattr(config, f.name)
-        shown = ", ".join(value) if isinstance(value, tuple) else value
-        print(f"  {toml_key(f.name):20} {shown if shown not in (None, '') else '-'}")
-    pid = os.fork()  # load in a child so the app's side effects stay out of this process
-    if pid == 0:
+    _print_settings(plan)
+    env_keys: dict[str, list[str]] = {}
+    for site in plan.sites:
         try:
-            prepare_process(config)
-            app = load_app(config.app, config.settings)
-            print(f"App: {getattr(app, '__module__', '?')}.{getattr(app, '__qualname__', type(app).__name__)} loaded")
-            sys.stdout.flush()
-            os._exit(0)
+            env_keys[site.name] = sorted(app_environment(site.config))
         except AppLoadError as exc:
-            if exc.user_traceback:
-                sys.stderr.write(exc.user_traceback)
-            sys.stderr.write(f"corral: error: {exc}\n")
-            sys.stderr.flush()
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
+            problems.append(f"site {site.name!r}: {exc}")
+            env_keys[site.name] = []
+        problems += [f"site {site.name!r}: {problem}" for problem in _account_problems(site)]
+    _print_sites(plan, env_keys)
+    sys.stdout.flush()  # before forking, or the children would print our buffer again
+    failed = [site.name for site in plan.sites if not _load_site(site, plan.multi_site)]
     for problem in problems:
         sys.stderr.write(f"corral: error: {problem}\n")
-    ok = os.waitstatus_to_exitcode(status) == 0 and not problems
+    ok = not failed and not problems
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
+
+
+# -- printing ------------------------------------------------------------------------
+
+
+def _print_settings(plan: Plan) -> None:
+    source = plan.source or "none"
+    print(f"Config file: {source}" + (f" (profile {plan.profile})" if plan.profile else ""))
+    print("Server settings:" if plan.multi_site else "Resolved configuration:")
+    for f in SETTINGS:
+        if plan.multi_site and f.metadata["group"] == "app":
+            continue  # each site has its own; shown in the site table
+        value = getattr(plan.server, f.name)
+        shown = ", ".join(value) if isinstance(value, tuple) else value
+        print(f"  {toml_key(f.name):20} {shown if shown not in (None, '') else '-'}")
+
+
+def _print_sites(plan: Plan, env_keys: dict[str, list[str]]) -> None:
+    header = ("SITE", "HOSTS", "MOUNT", "APP", "MOUNTS", "PROCS x THREADS", "ENV KEYS", "VENV", "USER")
+    rows = [header]
+    for site in plan.sites:
+        hosts = list(site.hosts) + (["(default)"] if site.default and plan.multi_site else [])
+        rows.append(
+            (
+                site.name,
+                ", ".join(hosts) or "(any)",
+                site.mount or "/",
+                site.app or (f"settings {site.settings}" if site.settings else "(welcome page)"),
+                ", ".join(f"{m.prefix} -> {m.app}" for m in site.mounts) or "-",
+                f"{site.processes} x {site.threads}",
+                ", ".join(env_keys.get(site.name, [])) or "-",
+                site.virtualenv or "-",
+                ":".join(part for part in (site.user, site.group) if part) or "-",
+            )
+        )
+    print(f"Sites ({len(plan.sites)}):")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for site in plan.sites:
+        for number, middleware in enumerate(site.middleware, 1):
+            options = ", ".join(f"{key}={value!r}" for key, value in middleware.options.items())
+            print(f"  {site.name}: middleware {number}: {middleware.use}({options})")
+        overrides = sorted(name for name in site.overrides if name in _SERVER_NAMES)
+        if plan.multi_site and overrides:
+            shown = ", ".join(f"{toml_key(name)}={getattr(site.config, name)}" for name in overrides)
+            print(f"  {site.name}: overrides {shown}")
+
+
+_SERVER_NAMES = frozenset(f.name for f in SETTINGS if f.metadata["group"] != "app")
+
+
+def _account_problems(site: SiteConfig) -> list[str]:
+    """The site's user and group must exist on this machine (they are switched to as root)."""
+    import grp
+    import pwd
+
+    problems = []
+    for kind, name, lookup in (("user", site.user, pwd.getpwnam), ("group", site.group, grp.getgrnam)):
+        if name is None or name.isdigit():
+            continue
+        try:
+            lookup(name)
+        except KeyError:
+            problems.append(f"{kind} {name!r} does not exist on this machine")
+    return problems
+
+
+# -- loading each site in a child --------------------------------------------------
+
+
+def _load_site(site: SiteConfig, isolated: bool) -> bool:
+    spec = _spec(site, isolated)
+    if site.virtualenv:
+        return _load_in_virtualenv(site, spec)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(IMPORT_DEADLINE)  # the default action ends the child
+        os._exit(load_site_spec(spec))
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == -signal.SIGALRM:
+        sys.stderr.write(f"corral: error: site {site.name!r}: importing the app took over {IMPORT_DEADLINE}s\n")
+    return code == 0
+
+
+def _load_in_virtualenv(site: SiteConfig, spec: dict[str, Any]) -> bool:
+    venv = site.virtualenv or ""
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.isdir(venv):
+        return _fail(site, f"virtualenv {venv} does not exist")
+    if not os.access(python, os.X_OK):
+        return _fail(site, f"virtualenv {venv} has no bin/python")
+    script = (
+        "import json, sys\n"
+        "try:\n"
+        "    from corral.commands.check import load_site_spec\n"
+        "except ImportError:\n"
+        "    sys.exit(3)\n"
+        "sys.exit(load_site_spec(json.loads(sys.argv[1])))\n"
+    )
+    try:
+        result = subprocess.run([python, "-c", script, json.dumps(spec)], timeout=IMPORT_DEADLINE, check=False)
+    except subprocess.TimeoutExpired:
+        return _fail(site, f"importing the app took over {IMPORT_DEADLINE}s")
+    if result.returncode == 3:
+        return _fail(site, f"Corral is not installed in virtualenv {venv} (run {python} -m pip install corral)")
+    return result.returncode == 0
+
+
+def _fail(site: SiteConfig, message: str) -> bool:
+    sys.stderr.write(f"corral: error: site {site.name!r}: {message}\n")
+    return False
+
+
+def _spec(site: SiteConfig, isolated: bool) -> dict[str, Any]:
+    """What the child needs, as JSON-able data (it may be another interpreter's child)."""
+    config = site.config
+    return {
+        "name": site.name,
+        "isolated": isolated,
+        "app": config.app,
+        "settings": config.settings,
+        "chdir": config.chdir,
+        "pythonpath": list(config.pythonpath),
+        "env": list(config.env),
+        "env_file": config.env_file,
+        "mounts": [[m.prefix, m.app] for m in site.mounts],
+        "middleware": [[m.use, dict(m.options)] for m in site.middleware],
+    }
+
+
+def load_site_spec(spec: dict[str, Any]) -> int:
+    """In the child: set up the site's process as a worker would, import everything; 0 when fine."""
+    name = spec["name"]
+    try:
+        if spec["isolated"]:
+            os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # a site never inherits the master's settings
+        config = Config(
+            app=spec["app"],
+            settings=spec["settings"],
+            chdir=spec["chdir"],
+            pythonpath=tuple(spec["pythonpath"]),
+            env=tuple(spec["env"]),
+            env_file=spec["env_file"],
+        )
+        prepare_process(config)
+        app = load_app(config.app, config.settings)
+        loaded = [f"app {_describe(app)}"]
+        for prefix, mount in spec["mounts"]:
+            loaded.append(f"{prefix} -> {_describe(load_app(mount))}")
+        _wrap(app, spec["middleware"])
+        if spec["middleware"]:
+            loaded.append(f"{len(spec['middleware'])} middleware")
+        print(f"Site {name}: loaded {', '.join(loaded)}" + (f" (Python {sys.version.split()[0]})"))
+        sys.stdout.flush()
+        return 0
+    except Exception as exc:
+        # loading.py may let its internal _ModuleMissing (which carries the real error) escape.
+        error = exc if isinstance(exc, AppLoadError) else getattr(exc, "error", None)
+        if not isinstance(error, AppLoadError):
+            traceback.print_exc()
+            error = AppLoadError(f"loading the site raised {type(exc).__name__}: {exc}")
+        if error.user_traceback:
+            sys.stderr.write(error.user_traceback)
+        sys.stderr.write(f"corral: error: site {name!r}: {error}\n")
+        sys.stderr.flush()
+        return 1
+
+
+def _wrap(app: Any, middleware: Sequence[Sequence[Any]]) -> Any:
+    """Import and apply each middleware, the last listed innermost, as the workers will."""
+    for number, (use, options) in reversed(list(enumerate(middleware, 1))):
+        try:
+            factory = load_app(use)
+        except AppLoadError as exc:
+            raise AppLoadError(f"middleware {number}: {exc}", exc.user_traceback) from None
+        try:
+            app = factory(app, **options)
+        except Exception as exc:
+            raise AppLoadError(
+                f"middleware {number}: {use}(app, {', '.join(f'{k}=...' for k in options)}) raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    return app
+
+
+def _describe(app: Any) -> str:
+    return f"{getattr(app, '__module__', '?')}.{getattr(app, '__qualname__', type(app).__name__)}"

@@ -26,7 +26,15 @@ def setting(
     multiple: bool = False,
     cli: bool = True,
     group: str = "server",
+    site: bool = False,
+    path: bool = False,
 ) -> Any:
+    """Declare a setting.
+
+    `site`: a [sites.NAME] table may override it for that site's workers.
+    `path`: a relative value in corral.toml is resolved against the file's directory,
+    so a config works the same whatever directory corral is started from.
+    """
     meta = {
         "help": help,
         "parse": parse,
@@ -35,6 +43,8 @@ def setting(
         "multiple": multiple,
         "cli": cli,
         "group": group,
+        "site": site,
+        "path": path,
     }
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for multi-valued defaults")
@@ -59,14 +69,40 @@ class Config:
         metavar="MODULE",
         group="app",
     )
-    chdir: str | None = setting(None, "Change to this directory before loading the app.", values.parse_text, metavar="DIR", group="app")
+    chdir: str | None = setting(
+        None,
+        "Change to this directory before loading the app.",
+        values.parse_text,
+        metavar="DIR",
+        group="app",
+        path=True,
+    )
     pythonpath: tuple[str, ...] = setting(
-        (), "Add a directory to sys.path (repeatable).", values.parse_text, metavar="DIR", multiple=True, group="app"
+        (),
+        "Add a directory to sys.path (repeatable).",
+        values.parse_text,
+        metavar="DIR",
+        multiple=True,
+        group="app",
+        path=True,
     )
+    # In corral.toml env is a table (env = { KEY = "value" }); config/files.py turns it into these pairs.
     env: tuple[str, ...] = setting(
-        (), "Set an environment variable for the app (repeatable).", values.parse_text, metavar="KEY=VALUE", multiple=True, group="app"
+        (),
+        "Set an environment variable for the app (repeatable).",
+        values.parse_env_assignment,
+        metavar="KEY=VALUE",
+        multiple=True,
+        group="app",
     )
-    env_file: str | None = setting(None, "Read environment variables from a dotenv file.", values.parse_text, metavar="FILE", group="app")
+    env_file: str | None = setting(
+        None,
+        "Read environment variables from a dotenv file.",
+        values.parse_text,
+        metavar="FILE",
+        group="app",
+        path=True,
+    )
     # -- processes ---------------------------------------------------------------
     bind: tuple[str, ...] = setting(
         _DEFAULT_BIND,
@@ -78,29 +114,71 @@ class Config:
     )
     workers: int = setting(1, "Worker processes.", values.parse_positive_int, short="-w", metavar="N")
     threads: int = setting(
-        1, "App threads per worker; 1 calls the app on the event loop (fastest).", values.parse_positive_int, short="-t", metavar="N"
+        1,
+        "App threads per worker; 1 calls the app on the event loop (fastest).",
+        values.parse_positive_int,
+        short="-t",
+        metavar="N",
+        site=True,
     )
-    backlog: int = setting(2048, "Listen backlog: connections the kernel queues before accept.", values.parse_positive_int, metavar="N")
-    max_connections: int = setting(1000, "Open connections per worker; more get 503.", values.parse_positive_int, metavar="N")
+    backlog: int = setting(
+        2048, "Listen backlog: connections the kernel queues before accept.", values.parse_positive_int, metavar="N"
+    )
+    max_connections: int = setting(
+        1000, "Open connections per worker; more get 503.", values.parse_positive_int, metavar="N", site=True
+    )
     # -- timeouts (seconds) ------------------------------------------------------
-    keepalive_timeout: float = setting(5.0, "Close idle keep-alive connections after this many seconds.", values.parse_seconds, metavar="S")
-    header_timeout: float = setting(10.0, "Time allowed for a request head to arrive (slowloris guard).", values.parse_seconds, metavar="S")
-    body_timeout: float = setting(30.0, "Time a request body may stall between reads.", values.parse_seconds, metavar="S")
-    send_timeout: float = setting(60.0, "Time a response may wait for a client that stopped reading.", values.parse_seconds, metavar="S")
-    graceful_timeout: float = setting(30.0, "On stop, time in-flight requests get to finish.", values.parse_seconds, metavar="S")
+    keepalive_timeout: float = setting(
+        5.0, "Close idle keep-alive connections after this many seconds.", values.parse_seconds, metavar="S", site=True
+    )
+    header_timeout: float = setting(
+        10.0, "Time allowed for a request head to arrive (slowloris).", values.parse_seconds, metavar="S", site=True
+    )
+    body_timeout: float = setting(
+        30.0, "Time a request body may stall between reads.", values.parse_seconds, metavar="S", site=True
+    )
+    send_timeout: float = setting(
+        60.0, "Time a response may wait on a client that stopped reading.", values.parse_seconds, metavar="S", site=True
+    )
+    graceful_timeout: float = setting(
+        30.0, "On stop, time in-flight requests get to finish.", values.parse_seconds, metavar="S", site=True
+    )
     # -- limits ------------------------------------------------------------------
-    max_request_line: int = setting(8192, "Longest request target (414 beyond).", values.parse_size, metavar="BYTES")
-    max_header_size: int = setting(65536, "Largest total size of request header fields (431 beyond).", values.parse_size, metavar="BYTES")
-    max_headers: int = setting(100, "Most request header fields (431 beyond).", values.parse_positive_int, metavar="N")
+    max_request_line: int = setting(
+        8192, "Longest request target (414 beyond).", values.parse_size, metavar="BYTES", site=True
+    )
+    max_header_size: int = setting(
+        65536, "Largest total size of request header fields (431).", values.parse_size, metavar="BYTES", site=True
+    )
+    max_headers: int = setting(
+        100, "Most request header fields (431 beyond).", values.parse_positive_int, metavar="N", site=True
+    )
     max_body_size: int = setting(
-        100 * 1024 * 1024, "Largest request body (413 beyond); accepts 64k, 10M, 1G.", values.parse_size, metavar="BYTES"
+        100 * 1024 * 1024,
+        "Largest request body (413 beyond); accepts 64k, 10M, 1G.",
+        values.parse_size,
+        metavar="BYTES",
+        site=True,
     )
     body_buffer_size: int = setting(
-        1024 * 1024, "Request bodies larger than this are spooled to a temporary file.", values.parse_size, metavar="BYTES"
+        1024 * 1024,
+        "Request bodies larger than this are spooled to a temporary file.",
+        values.parse_size,
+        metavar="BYTES",
+        site=True,
     )
     # -- logging -----------------------------------------------------------------
-    access_log: str | None = setting(None, "Write an access log to FILE ('-' for stdout). Off by default.", values.parse_text, metavar="FILE")
-    log_level: str = setting("info", "Error log level: debug, info, warning, error, critical.", values.parse_log_level, metavar="LEVEL")
+    access_log: str | None = setting(
+        None,
+        "Write an access log to FILE ('-' for stdout). Off by default.",
+        values.parse_text,
+        metavar="FILE",
+        site=True,
+        path=True,
+    )
+    log_level: str = setting(
+        "info", "Error log level: debug, info, warning, error, critical.", values.parse_log_level, metavar="LEVEL"
+    )
 
     def replace(self, **changes: Any) -> Config:
         from dataclasses import replace

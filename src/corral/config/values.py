@@ -77,6 +77,12 @@ def parse_env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def parse_env_assignment(text: str) -> str:
+    """A command-line --env value, checked now so a typo fails before any worker starts."""
+    parse_env_pair(text)
+    return text
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -85,3 +91,25 @@ def parse_log_level(text: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueProblem(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
     return level
+
+
+# What each parser accepts from TOML, and how to say so: TOML has real types, so
+# `workers = "4"` is an error there even though the command line hands us text.
+TOML_TYPES: dict[object, tuple[tuple[type, ...], str]] = {
+    parse_size: ((int, str), 'a size such as 65536 or "10M"'),
+    parse_positive_int: ((int,), "a whole number"),
+    parse_count: ((int,), "a whole number"),
+    parse_seconds: ((int, float), "a number of seconds"),
+    parse_text: ((str,), "a string"),
+    parse_env_assignment: ((str,), 'a "KEY=VALUE" string'),
+    parse_log_level: ((str,), f"one of {', '.join(repr(level) for level in LOG_LEVELS)}"),
+}
+
+
+def toml_type_name(value: object) -> str:
+    """How TOML would name this value's type, for error messages."""
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+    for kind, name in names.items():
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
