@@ -35,6 +35,29 @@ _FILES = {
 
         def env(request, name):
             return JsonResponse({"name": name, "value": os.environ.get(name)})
+
+
+        def scheme(request):
+            # What Django believes about the original request behind a reverse proxy.
+            text = f"{request.scheme} {request.get_host()} {request.is_secure()}"
+            return HttpResponse(text, content_type="text/plain")
+    ''',
+    # The production settings docs/django.md describes: secrets and hosts from the
+    # environment, DEBUG off, static files by WhiteNoise, behind a TLS-terminating proxy.
+    "mysite/settings_prod.py": '''
+        import os
+
+        from .settings import *  # noqa: F403
+        from .settings import BASE_DIR, MIDDLEWARE
+
+        FLAVOR = "prod"
+        DEBUG = False
+        SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+        ALLOWED_HOSTS = os.environ["DJANGO_ALLOWED_HOSTS"].split(",")
+        STATIC_ROOT = BASE_DIR / "staticfiles"
+        MIDDLEWARE = [MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[1:]]
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+        USE_X_FORWARDED_HOST = True
     ''',
     # Imports everything from settings and changes what /flavor/ shows.
     "mysite/settings_alt.py": '''
@@ -102,6 +125,7 @@ from mysite import views  # noqa: E402
 urlpatterns += [
     path("flavor/", views.flavor),
     path("env/<str:name>/", views.env),
+    path("scheme/", views.scheme),
 ]
 '''
 

@@ -128,6 +128,39 @@ def test_env_and_env_file_reach_django_views(serve: ServeFn, project: Path, tmp_
     assert seen == {"FROM_FILE": "yes", "GREETING": "from-flag", "QUOTED": "a b # kept", "EMPTY": "", "NOT_SET": None}
 
 
+# -- the production setup of docs/django.md ---------------------------------------
+
+
+def test_production_settings_static_files_and_proxy_headers(serve: ServeFn, project: Path, tmp_path: Path) -> None:
+    pytest.importorskip("whitenoise")
+    env_file = tmp_path / "corral.env"
+    env_file.write_text("DJANGO_SECRET_KEY=not-the-dev-key-0123456789abcdefghijklmnopqrstuvwxyz\n"
+                        "DJANGO_ALLOWED_HOSTS=www.example.com\n")
+    collect = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0", "--settings", "mysite.settings_prod"],
+        cwd=project, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DJANGO_SECRET_KEY": "x", "DJANGO_ALLOWED_HOSTS": "x"},
+    )
+    assert collect.returncode == 0, collect.stderr
+    server = serve("--settings", "mysite.settings_prod", "--chdir", str(project), "--env-file", str(env_file),
+                   "--workers", "2", "--threads", "4")
+    # What nginx sends with the proxy_set_header lines of the guide.
+    proxied = {"Host": "www.example.com", "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        css = client.get("/static/admin/css/base.css", headers=proxied)
+        assert css.status_code == 200
+        assert css.headers["content-type"].startswith("text/css")
+        assert css.content == (project / "staticfiles" / "admin" / "css" / "base.css").read_bytes()
+
+        assert client.get("/scheme/", headers=proxied).text == "https www.example.com True"
+        assert client.get("/flavor/", headers=proxied).text == "prod mysite.settings_prod"
+
+        # DEBUG is off and the host is checked: no debug page for a host that is not allowed.
+        refused = client.get("/flavor/", headers={"Host": "attacker.example"})
+        assert refused.status_code == 400
+        assert "DisallowedHost" not in refused.text
+
+
 # -- load errors: one clear line, the user's traceback, non-zero exit ---------------
 
 _LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:]+ [+-]\d{4}\] \[\d+\] \[[A-Z]+\] ")
