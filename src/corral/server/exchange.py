@@ -123,6 +123,7 @@ def pump(ex: Exchange) -> bool:
     conn = ex.conn
     response = ex.response
     write = conn.transport.write
+    is_closing = conn.transport.is_closing
     try:
         for data in ex.iterator:
             data = _check_chunk(data)
@@ -140,7 +141,9 @@ def pump(ex: Exchange) -> bool:
             if response.overflow:
                 log.error("%s: the app sent more than its Content-Length; the excess was dropped", ex.describe())
                 break
-            if ex.aborted:
+            if ex.aborted or is_closing():
+                # A failed write closes the transport at once, but connection_lost runs only
+                # after we return: without this check an endless iterable spins the loop forever.
                 ex.close_result()
                 return False
             if conn.write_paused:
