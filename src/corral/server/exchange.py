@@ -113,7 +113,7 @@ def run_inline(ex: Exchange) -> bool:
         if isinstance(result, FileWrapper) and start_sendfile(ex, result):
             return False
         ex.iterator = iter(result)
-    except Exception:
+    except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
         return fail(ex, sys.exc_info())
     return pump(ex)
 
@@ -151,7 +151,7 @@ def pump(ex: Exchange) -> bool:
         if not response.headers_sent:
             write(response.head())
         write(response.end())
-    except Exception:
+    except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
         return fail(ex, sys.exc_info())
     return conn.complete(ex)
 
@@ -184,6 +184,8 @@ def start_sendfile(ex: Exchange, wrapper: FileWrapper) -> bool:
         response.headers.append(("Content-Length", str(size)))
     head = response.head()
     count = 0 if response.no_body else min(size, response.content_length or 0)
+    if count < (response.content_length or 0) and not response.no_body:
+        response.keep_alive = False  # the file is shorter than declared: only closing tells the client
     return conn.sendfile(ex, head, fd, offset, count)
 
 
@@ -247,7 +249,7 @@ def run_threaded(ex: Exchange) -> None:
     except ConnectionGone:
         ex.close_result()
         return
-    except Exception:
+    except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
         exc_info = sys.exc_info()
         ex.log_app_error(exc_info)
         ex.close_result()

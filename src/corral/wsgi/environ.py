@@ -14,6 +14,7 @@ from urllib.parse import unquote_to_bytes
 
 from .. import __version__
 from ..http.request import Request
+from .file_wrapper import FileWrapper
 
 _key_cache: dict[bytes, str | None] = {}
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
@@ -74,6 +75,8 @@ def connection_environ(
         "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,
+        # The connection recognises its own class and sends the file with os.sendfile.
+        "wsgi.file_wrapper": FileWrapper,
     }
 
 
