@@ -58,8 +58,12 @@ def parse_table(
     problems: Problems,
     base_dir: str,
     extra: Iterable[str] = (),
+    hints: Mapping[str, str] | None = None,
 ) -> Layer:
-    """The settings in one TOML table; keys in `extra` are left for the caller."""
+    """The settings in one TOML table; keys in `extra` are left for the caller.
+
+    `hints` maps keys that are valid elsewhere to a message saying where they go.
+    """
     extra = set(extra)
     layer: Layer = {}
     for key, value in table.items():
@@ -67,7 +71,7 @@ def parse_table(
             continue
         setting = allowed.get(key)
         if setting is None:
-            hint = _misplaced(key, allowed)
+            hint = (hints or {}).get(key) or _misplaced(key, allowed)
             if hint:
                 problems.add(where, key, hint)
             else:

@@ -25,9 +25,12 @@ from .files import (
 )
 from .problems import ConfigError, Problems, table_name
 from .settings import Config, toml_key
-from .sites import APP_SETTINGS, SiteConfig, build_sites, implicit_site, parse_site_table, site_table
+from .sites import APP_SETTINGS, SITE_ONLY_KEYS, SiteConfig, build_sites, implicit_site, parse_site_table, site_table
 
 _APP_NAMES = frozenset(f.name for f in APP_SETTINGS)
+_SITE_HINT = "is a site key; put it in a [sites.NAME] table"
+_TOP_HINTS = {key: _SITE_HINT for key in SITE_ONLY_KEYS}
+_PROFILE_HINTS = {**_TOP_HINTS, "profile": "profiles cannot be nested; [profile.NAME] tables belong at the top level"}
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,14 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
     problems = Problems(path)
     document = read_toml(path)
     base_dir = os.path.dirname(os.path.abspath(path))
-    top = parse_table(document, SERVER_KEYS, "", problems, base_dir, extra=("profile", "sites"))
+    top = parse_table(document, SERVER_KEYS, "", problems, base_dir, extra=("profile", "sites"), hints=_TOP_HINTS)
     site_layers = _site_layers(document.get("sites"), None, problems, base_dir)
 
     profiles, chosen = select_profile(document, profile, path, problems)
     profile_layer: Layer = {}
     for name, table in profiles.items():
         where = table_name("profile", name)
-        layer = parse_table(table, SERVER_KEYS, where, problems, base_dir, extra=("sites",))
+        layer = parse_table(table, SERVER_KEYS, where, problems, base_dir, extra=("sites",), hints=_PROFILE_HINTS)
         overrides = _site_layers(table.get("sites"), name, problems, base_dir)
         if table is chosen:
             profile_layer = layer
