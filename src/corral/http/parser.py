@@ -6,15 +6,18 @@ How this works: `feed(data)` pushes bytes through llhttp, whose callbacks fill a
 is complete, or as soon as its head is complete when the client sent
 `Expect: 100-continue` (the app decides whether the body is wanted). Any
 violation raises an `HTTPError` carrying its status; after that the parser is
-dead and the connection must close, so nothing pipelined behind a bad request
-is ever processed.
+dead (every later `feed` raises the same error) and the connection must close,
+so nothing pipelined behind a bad request is ever processed. A body that was
+being received when the error struck is failed, so an app reading it wakes up.
 
 llhttp already rejects: Content-Length with Transfer-Encoding, duplicate or
 non-digit Content-Length (`+1`, `0x1`, `1_0`), obs-fold, whitespace before the
-colon, bare LF, control characters, bad chunk sizes and chunked not last.
-Here we add: HTTP version, Host presence/uniqueness/syntax, Transfer-Encoding
-on HTTP/1.0 and unsupported codings, request-line/header/body limits, and the
-request-target form.
+colon, bare CR/LF, control characters, bad or overflowing chunk sizes, chunked
+not last or applied twice. Here we add: the HTTP version, Host
+presence/uniqueness/syntax, Transfer-Encoding on HTTP/1.0 and unsupported
+codings, CONNECT and Upgrade, `Connection: close` winning over keep-alive,
+request-target form, and every size limit. docs/http.md lists each rejection;
+tests/data/requests holds one raw request per rule.
 """
 
 from __future__ import annotations
@@ -41,8 +44,12 @@ from .request import BodySink, Request
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]*)?\Z")
 _SUPPORTED_VERSIONS = ("1.1", "1.0")
 # Chunk framing can multiply a body's size on the wire (1-byte chunks cost 6 bytes);
-# beyond this factor the framing itself is the abuse.
+# beyond this factor (plus room for a trailer section) the framing itself is the abuse.
 _FRAMING_ALLOWANCE = 8
+# Head bytes allowed beyond the request-line and field limits (method, version, CRLFs).
+_HEAD_SLACK = 4096
+# llhttp reasons that mean "a version we do not speak", not "a broken request line".
+_VERSION_REASONS = ("Invalid HTTP version", "Pause on PRI/Upgrade")
 
 BodyFactory = Callable[[Request], BodySink]
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
@@ -56,9 +63,13 @@ class RequestParser:
         "_limits",
         "_body_factory",
         "_request",
-        "_header_bytes",
+        "_head_bytes",
+        "_head_carry",
+        "_feed_size",
         "_in_body",
         "_wire_body",
+        "_chunks",
+        "_error",
         "ready",
         "upgraded",
     )
@@ -68,11 +79,18 @@ class RequestParser:
         self._body_factory = body_factory
         self._parser = httptools.HttpRequestParser(self)
         self._request: Request | None = None
-        self._header_bytes = 0
+        # Bytes fed while reading heads: never less than the current head's size
+        # (drives the exact field-size check); minus `_head_carry`, never more
+        # (drives the guard against a head that never ends).
+        self._head_bytes = 0
+        self._head_carry = 0
+        self._feed_size = 0
         self._in_body = False
         self._wire_body = 0
+        self._chunks = 0
+        self._error: HTTPError | None = None
         self.ready: deque[Request] = deque()
-        # Set when llhttp stopped at an Upgrade/CONNECT; no further bytes are parsed.
+        # Set when llhttp stopped after an Upgrade request; later bytes are not HTTP.
         self.upgraded = False
 
     @property
@@ -85,42 +103,61 @@ class RequestParser:
         return not self._in_body
 
     def feed(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
         if self.upgraded:
             return  # we never switch protocols; the connection closes after the response
+        self._feed_size = size = len(data)
         if self._in_body:
-            self._wire_body += len(data)
-            if self._wire_body > self._limits.max_body_size * _FRAMING_ALLOWANCE + 65536:
-                raise ContentTooLarge("request body framing exceeds the body size limit")
+            self._wire_body += size
         else:
-            self._header_bytes += len(data)
-            if self._header_bytes > self._limits.max_header_size + self._limits.max_request_line + 4096:
-                raise HeaderFieldsTooLarge("request head too large")
+            self._head_bytes += size
         try:
             self._parser.feed_data(data)
+            request = self._request
+            if request is not None:
+                self._check_progress(request)
         except httptools.HttpParserUpgrade:
-            request = self.ready[-1] if self.ready else None
-            if request is not None and request.method == "CONNECT":
-                raise NotImplementedByServer("CONNECT is not supported") from None
-            self.upgraded = True
+            self.upgraded = True  # on_headers_complete vetted it and set keep_alive False
+        except HTTPError as error:
+            self._die(error)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, HTTPError):
-                raise cause from None
+                self._die(cause)
+            if isinstance(cause, httptools.HttpParserError):  # httptools' own state checks
+                self._die(BadRequest(str(cause)))
             raise
         except httptools.HttpParserInvalidMethodError:
-            raise NotImplementedByServer("unknown request method") from None
+            self._die(NotImplementedByServer("unknown request method"))
         except httptools.HttpParserError as exc:
-            message = str(exc)
-            if "version" in message.lower():
-                raise VersionNotSupported(message) from None
-            raise BadRequest(message) from None
+            reason = str(exc)
+            self._die(VersionNotSupported(reason) if reason in _VERSION_REASONS else BadRequest(reason))
+
+    def _die(self, error: HTTPError) -> None:
+        self._error = error
+        request = self._request
+        if request is not None and request.body is not None:
+            fail = getattr(request.body, "fail", None)
+            if fail is not None:
+                fail(error)  # a 100-continue app blocked on the body must not wait for a timeout
+        raise error from None
+
+    def _check_progress(self, request: Request) -> None:
+        """After a feed that left a request incomplete: bound what it may still grow to."""
+        limits = self._limits
+        if not self._in_body:
+            if self._head_bytes - self._head_carry > limits.max_request_line + limits.max_header_size + _HEAD_SLACK:
+                raise HeaderFieldsTooLarge("request head too large")
+        elif self._wire_body > request.received * _FRAMING_ALLOWANCE + limits.max_header_size + 65536:
+            raise ContentTooLarge("chunk framing (extensions, trailers) too large for the body it carries")
 
     # -- llhttp callbacks -------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._request = Request()
-        self._header_bytes = 0
         self._wire_body = 0
+        self._chunks = 0
 
     def on_url(self, url: bytes) -> None:
         request = self._request
@@ -132,7 +169,8 @@ class RequestParser:
     def on_header(self, name: bytes, value: bytes) -> None:
         # Counted in on_headers_complete; until then feed() bounds the head's bytes.
         if not self._in_body:  # trailer fields: framing only, never exposed to the app
-            self._request.headers.append((name, value))  # type: ignore[union-attr]
+            # llhttp strips leading OWS but keeps trailing OWS (RFC 9110 5.5: not part of the value).
+            self._request.headers.append((name, value.rstrip(b" \t")))  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
         request = self._request
@@ -149,6 +187,8 @@ class RequestParser:
         if len(request.headers) > self._limits.max_headers:
             raise HeaderFieldsTooLarge(f"more than {self._limits.max_headers} header fields")
         self._check_fields(request)
+        if parser.should_upgrade():
+            self._check_upgrade(request)
         self._split_target(request)
         self._in_body = True
         if request.has_body:
@@ -166,12 +206,21 @@ class RequestParser:
             raise ContentTooLarge(f"body larger than {self._limits.max_body_size} bytes")
         request.body.write(data)
 
+    def on_chunk_header(self) -> None:
+        # Our reading of Transfer-Encoding and llhttp's must agree, or framing is ambiguous.
+        if not self._request.chunked:  # type: ignore[union-attr]
+            raise BadRequest("chunked framing without Transfer-Encoding: chunked")
+        self._chunks += 1
+
     def on_message_complete(self) -> None:
         request = self._request
         assert request is not None
+        if request.chunked and not self._chunks:
+            raise BadRequest("Transfer-Encoding: chunked without chunked framing")
         self._request = None
         self._in_body = False
-        self._header_bytes = 0
+        # The rest of this feed may already be the next head: count all of it.
+        self._head_bytes = self._head_carry = self._feed_size
         request.complete = True
         if request.body is not None:
             request.body.finish()
@@ -181,14 +230,15 @@ class RequestParser:
     # -- RFC 9112 rules on top of llhttp ----------------------------------------
 
     def _check_fields(self, request: Request) -> None:
+        limits = self._limits
         host: bytes | None = None
         hosts = 0
         transfer_encoding: bytes | None = None
-        # Exact field sizes matter only when the head's bytes could exceed the limit.
-        if self._header_bytes > self._limits.max_header_size:
+        # `_head_bytes` never undercounts the head, so below it no exact sum is needed.
+        if self._head_bytes > limits.max_header_size:
             size = sum(len(name) + len(value) + 4 for name, value in request.headers)
-        else:
-            size = 0
+            if size > limits.max_header_size:
+                raise HeaderFieldsTooLarge(f"header fields larger than {limits.max_header_size} bytes")
         for name, value in request.headers:
             lower = name.lower()
             if lower == b"host":
@@ -198,11 +248,14 @@ class RequestParser:
                 request.content_length = int(value)  # llhttp admitted digits only
             elif lower == b"transfer-encoding":
                 transfer_encoding = value if transfer_encoding is None else transfer_encoding + b"," + value
+            elif lower == b"connection":
+                # RFC 9112 9.6: close wins; llhttp keeps a 1.0 "keep-alive, close" open.
+                if b"close" in value.lower() and b"close" in [t.strip() for t in value.lower().split(b",")]:
+                    request.keep_alive = False
             elif lower == b"expect":
-                if value.strip().lower() == b"100-continue":
+                # RFC 9110 10.1.1: a server MUST ignore 100-continue from an HTTP/1.0 client.
+                if value.lower() == b"100-continue" and request.version == "1.1":
                     request.expect_continue = True
-        if size > self._limits.max_header_size:
-            raise HeaderFieldsTooLarge(f"header fields larger than {self._limits.max_header_size} bytes")
         if hosts > 1:
             raise BadRequest("more than one Host header")
         if host is None:
@@ -215,15 +268,31 @@ class RequestParser:
             if request.version == "1.0":
                 # RFC 9112 6.1: faulty framing; a 1.0 intermediary may not understand it.
                 raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
-            codings = [c.strip().lower() for c in transfer_encoding.split(b",")]
+            codings = [c.strip(b" \t").lower() for c in transfer_encoding.split(b",")]
+            if b"" in codings:
+                # RFC 9110 5.6.1 would skip empty elements; in a framing header any
+                # reading a proxy might not share is refused (llhttp refuses "chunked,").
+                raise BadRequest("empty element in Transfer-Encoding")
             if codings[-1] != b"chunked":
                 raise BadRequest("Transfer-Encoding does not end in chunked")
             if len(codings) != 1:
                 raise NotImplementedByServer("only the chunked transfer coding is supported")
             request.chunked = True
 
+    def _check_upgrade(self, request: Request) -> None:
+        """llhttp stops at CONNECT and at Upgrade requests; we never switch protocols."""
+        if request.method == "CONNECT":
+            raise NotImplementedByServer("CONNECT is not supported")
+        if request.has_body:
+            # llhttp would hand the body over as the new protocol's bytes, unread.
+            raise NotImplementedByServer("an Upgrade request with a body is not supported")
+        # Answer it as plain HTTP, then close: what follows may not be HTTP.
+        request.keep_alive = False
+
     def _split_target(self, request: Request) -> None:
         target = request.target
+        if b"#" in target:
+            raise BadRequest("fragment in request target")  # RFC 9112 3.2: never sent
         if target[:1] == b"/":
             path, sep, query = target.partition(b"?")
             request.path = path
@@ -237,10 +306,17 @@ class RequestParser:
                 url = httptools.parse_url(target)
             except httptools.HttpParserInvalidURLError:
                 raise BadRequest("malformed absolute request target") from None
+            if url.userinfo is not None:
+                raise BadRequest("userinfo in request target")  # RFC 9110 4.2.4
+            host = url.host or b""
+            if not host:
+                raise BadRequest("empty host in request target")  # RFC 9110 4.2.1
             # RFC 9112 3.2.2: the authority of an absolute-form target replaces Host.
-            authority = url.host or b""
+            authority = b"[" + host + b"]" if b":" in host else host
             if url.port is not None:
                 authority += b":%d" % url.port
+            if not _HOST_RE.match(authority):
+                raise BadRequest("malformed host in request target")
             request.host = authority
             request.path = url.path or b"/"
             request.query = url.query or b""
