@@ -102,6 +102,11 @@ class RequestParser:
     def awaiting_head(self) -> bool:
         return not self._in_body
 
+    @property
+    def receiving_body(self) -> Request | None:
+        """The request whose head is complete and whose body is still arriving."""
+        return self._request if self._in_body else None
+
     def feed(self, data: bytes) -> None:
         if self._error is not None:
             raise self._error
