@@ -140,9 +140,13 @@ def env_layer(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def select_profile(
-    document: Mapping[str, Any], profile: str | None, source: str, problems: Problems
+    document: Mapping[str, Any], profile: str | None, problems: Problems
 ) -> tuple[dict[str, Mapping[str, Any]], Mapping[str, Any] | None]:
-    """All profile tables (each is checked, not only the chosen one) and the chosen one."""
+    """All profile tables (each is checked, not only the chosen one) and the chosen one.
+
+    An unknown profile is a problem, not an exception, so the errors in the
+    profiles that do exist are reported with it.
+    """
     raw = document.get("profile", {})
     if not isinstance(raw, dict):
         problems.add("", "profile", f"expected tables such as [profile.dev], got {_shown(raw)}")
@@ -157,8 +161,8 @@ def select_profile(
         return profiles, None
     if profile not in profiles:
         available = ", ".join(sorted(profiles)) or "none (add a [profile.NAME] table)"
-        problems.raise_if_any()
-        raise ConfigError([f"{source}: no profile {profile!r}; available profiles: {available}"])
+        problems.add("", None, f"no profile {profile!r}; available profiles: {available}")
+        return profiles, None
     return profiles, profiles[profile]
 
 

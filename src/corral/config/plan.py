@@ -59,7 +59,7 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
     top = parse_table(document, SERVER_KEYS, "", problems, base_dir, extra=("profile", "sites"), hints=_TOP_HINTS)
     site_layers = _site_layers(document.get("sites"), None, problems, base_dir)
 
-    profiles, chosen = select_profile(document, profile, path, problems)
+    profiles, chosen = select_profile(document, profile, problems)
     profile_layer: Layer = {}
     for name, table in profiles.items():
         where = table_name("profile", name)
