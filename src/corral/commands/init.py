@@ -71,9 +71,8 @@ def inspect_project(directory: str) -> DjangoProject:
         raise InitError(f"{manage} does not set a default DJANGO_SETTINGS_MODULE; cannot tell the settings module")
     if _module_file(directory, settings) is None:
         raise InitError(f"{manage} names settings {settings!r}, but no such module is in {directory}")
-    package = settings if _is_package(directory, settings) else settings.rpartition(".")[0]
-    dev = _sibling(directory, package, DEV_NAMES) if package else None
-    prod = _sibling(directory, package, PROD_NAMES) if package else None
+    dev = _variant(directory, settings, DEV_NAMES)
+    prod = _variant(directory, settings, PROD_NAMES)
     wsgi_application = None
     for module in (dev or settings, settings, prod or settings):
         wsgi_application = wsgi_application or _assigned_string(_module_file(directory, module), "WSGI_APPLICATION")
@@ -154,14 +153,22 @@ def _is_package(directory: str, module: str) -> bool:
     return os.path.isfile(os.path.join(directory, *module.split("."), "__init__.py"))
 
 
-def _sibling(directory: str, package: str, names: tuple[str, ...]) -> str | None:
-    """`mysite.settings.prod` for package `mysite.settings`, only if the package is a settings package."""
-    if not package.rpartition(".")[2].startswith("settings"):
-        return None
-    for name in names:
-        if _module_file(directory, f"{package}.{name}"):
-            return f"{package}.{name}"
-    return None
+def _variant(directory: str, settings: str, names: tuple[str, ...]) -> str | None:
+    """A dev or prod flavour of the settings, in one of the usual layouts.
+
+    A package (`mysite.settings/` with `prod.py`, or manage.py naming `mysite.settings.dev`):
+    `mysite.settings.prod`. A plain module `mysite.settings`: `mysite.settings_prod` beside it.
+    """
+    package, _, leaf = settings.rpartition(".")
+    if _is_package(directory, settings):
+        candidates = [f"{settings}.{name}" for name in names]
+    elif package.rpartition(".")[2].startswith("settings"):
+        candidates = [f"{package}.{name}" for name in names]
+    elif leaf.startswith("settings"):
+        candidates = [f"{settings}_{name}" for name in names]
+    else:
+        candidates = []
+    return next((c for c in candidates if _module_file(directory, c)), None)
 
 
 def _assigned_string(path: str | None, name: str) -> str | None:

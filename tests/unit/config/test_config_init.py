@@ -56,6 +56,17 @@ def test_settings_package_with_dev_and_prod_modules(tmp_path) -> None:
     assert found.wsgi_application is None and found.wsgi_module == "conf.wsgi"
 
 
+def test_settings_modules_beside_the_main_one(tmp_path) -> None:
+    project(tmp_path, "mysite.settings", {
+        "mysite/__init__.py": "",
+        "mysite/settings.py": "",
+        "mysite/settings_prod.py": "from .settings import *\n",
+    })
+    found = inspect_project(str(tmp_path))
+    assert (found.dev_settings, found.prod_settings) == ("mysite.settings", "mysite.settings_prod")
+    assert found.wsgi_module is None
+
+
 def test_init_writes_a_loadable_file_with_two_profiles(tmp_path, capsys) -> None:
     project(tmp_path, "app.settings", {
         "app/__init__.py": "",
