@@ -1,0 +1,54 @@
+"""`corral dev`: the development server. One worker, threads, access log, autoreload."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from ..config import Config
+from ..dev.output import configure_logging
+from ..server.listeners import BindError
+from .serve import open_listeners
+
+log = logging.getLogger("corral.error")
+
+
+def dev(config: Config, watch: Sequence[str] = ()) -> int:
+    configure_logging(config.log_level)
+    try:
+        from ..dev.reloader import Reloader
+    except ImportError as exc:
+        if (exc.name or "").startswith("watchfiles"):
+            sys.stderr.write("corral: error: corral dev needs watchfiles: pip install 'corral[dev]'\n")
+            return 1
+        raise
+    for path in watch:
+        if not os.path.exists(path):
+            sys.stderr.write(f"corral: error: --watch {path}: no such file or directory\n")
+            return 2
+    try:
+        sockets = open_listeners(config)
+    except BindError as exc:
+        sys.stderr.write(f"corral: error: {exc}\n")
+        return 1
+    what = config.app or (f"Django settings {config.settings}" if config.settings else "the welcome app")
+    log.info("Corral development server: serving %s, reloading on change. Quit with Ctrl-C.", what)
+    try:
+        return Reloader(config, sockets, watch).run()
+    finally:
+        for sock in sockets:
+            _close_listener(sock)
+
+
+def _close_listener(sock: socket.socket) -> None:
+    if sock.family == socket.AF_UNIX:
+        path = sock.getsockname()
+        if isinstance(path, str) and path:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    sock.close()

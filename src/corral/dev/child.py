@@ -1,0 +1,79 @@
+"""The dev child: loads the app once, tells the reloader which files it imported, serves.
+
+Messages on the channel (JSON lines, as server/worker.py sends them):
+  {"event": "files", "files": {path: mtime}}   project files imported so far; sent
+      after loading and again whenever more modules were imported (Django imports
+      views on the first request), so lazily imported files are watched too.
+  {"event": "load-error", "message": ..., "traceback": ...}   the app did not load;
+      unlike a production worker, the child then serves a 500 page naming the
+      error, so the socket keeps answering while the developer fixes the code.
+  {"event": "ready"} and heartbeats, from the Worker itself.
+
+It runs `Worker` directly rather than `run_worker`, because both of its extras
+(the error page instead of exiting, the dev access log) replace what run_worker
+decides.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+from ..loading import AppLoadError, load_app
+from ..server.environment import prepare_process
+from ..server.worker import Worker, WorkerSpec, send
+from . import files
+from .apps import broken_app, with_static_files
+from .output import DevAccessLog
+
+REPORT_INTERVAL = 1.0  # seconds between checks for newly imported modules
+
+
+class FileReporter:
+    """Sends the project files among sys.modules, each one once."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.known: set[str] = set()
+        self.modules_seen = -1
+
+    def report(self, extra: set[str] | frozenset[str] = frozenset()) -> None:
+        if len(sys.modules) == self.modules_seen and not extra:
+            return  # nothing imported since last time: skip the scan
+        self.modules_seen = len(sys.modules)
+        new = (files.module_files() | extra) - self.known
+        if new:
+            self.known |= new
+            send(self.channel, event="files", files=files.mtimes(new))
+
+
+def run_child(spec: WorkerSpec, dev_access_log: bool = True) -> int:
+    """Entry point in the forked child; returns the exit status."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    reporter = FileReporter(spec.channel)
+    try:
+        prepare_process(spec.config)
+        app = with_static_files(load_app(spec.config.app, spec.config.settings))
+    except AppLoadError as exc:
+        reporter.report(files.error_files(exc))
+        send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
+        app = broken_app(str(exc), exc.user_traceback)
+    except SystemExit as exc:  # the app's module called sys.exit() while importing
+        reporter.report(files.error_files(exc))
+        message = f"loading the app called sys.exit({exc.code!r})"
+        send(spec.channel, event="load-error", message=message, traceback=None)
+        app = broken_app(message, None)
+    else:
+        reporter.report()
+    worker = Worker(spec, app)
+    if dev_access_log:
+        worker.ctx.access_log = DevAccessLog()
+
+    def tick() -> None:
+        reporter.report()
+        worker.loop.call_later(REPORT_INTERVAL, tick)
+
+    worker.loop.call_later(REPORT_INTERVAL, tick)
+    return worker.run()
