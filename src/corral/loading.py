@@ -18,6 +18,7 @@ from typing import Any
 
 WSGIApp = Callable[..., Any]
 _OUR_DIR = os.path.dirname(os.path.abspath(__file__))
+_IMPORTLIB_DIR = os.path.dirname(os.path.abspath(importlib.__file__))
 
 
 class AppLoadError(Exception):
@@ -38,16 +39,22 @@ def load_app(spec: str | None, settings: str | None = None) -> WSGIApp:
         return application
     if ":" in spec:
         module_name, _, attribute = spec.partition(":")
-        module = _import(module_name, spec)
+        try:
+            module = _import(module_name, spec)
+        except _ModuleMissing as missing:
+            raise missing.error from None
         return _resolve(module, module_name, attribute, spec)
     try:
         module = _import(spec, spec)
     except _ModuleMissing as missing:
         # Django's WSGI_APPLICATION form: pkg.wsgi.application
         module_name, dot, attribute = spec.rpartition(".")
-        if not dot or missing.name not in (spec,):
+        if not dot or missing.name != spec:
             raise missing.error from None
-        module = _import(module_name, spec)
+        try:
+            module = _import(module_name, spec)
+        except _ModuleMissing as parent_missing:
+            raise parent_missing.error from None
         return _resolve(module, module_name, attribute, spec)
     for attribute in ("application", "app"):
         if hasattr(module, attribute):
@@ -86,6 +93,26 @@ def load_django_app(settings: str) -> WSGIApp:
         raise AppLoadError(f"WSGI_APPLICATION = {dotted!r} in {settings}: {exc}", exc.user_traceback) from None
 
 
+def load_object(spec: str, what: str = "object") -> Any:
+    """Import `pkg.mod:name` (a middleware class, a factory): exact errors, no callable check."""
+    module_name, colon, attribute = spec.partition(":")
+    if not colon:
+        module_name, _, attribute = spec.rpartition(".")
+    try:
+        module = _import(module_name, spec)
+    except _ModuleMissing as missing:
+        raise AppLoadError(str(missing.error).replace("cannot load app", f"cannot load {what}")) from None
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AppLoadError(
+                f"cannot load {what} {spec!r}: module {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    return target
+
+
 class _ModuleMissing(Exception):
     def __init__(self, name: str, error: AppLoadError) -> None:
         self.name = name
@@ -101,8 +128,12 @@ def _import(module_name: str, spec: str, what: str = "module") -> Any:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
             where = ", ".join(p or "." for p in sys.path[:4])
-            error = AppLoadError(f"cannot load app {spec!r}: {what} {module_name!r} not found (sys.path starts {where})")
-            raise _ModuleMissing(module_name, error) from None if what == "module" else error
+            error = AppLoadError(
+                f"cannot load app {spec!r}: {what} {module_name!r} not found (sys.path starts {where})"
+            )
+            if what != "module":
+                raise error from None
+            raise _ModuleMissing(module_name, error) from None
         raise AppLoadError(
             f"cannot load app {spec!r}: importing {module_name!r} failed: no module named {missing!r}",
             _user_traceback(exc),
@@ -128,7 +159,9 @@ def _resolve(module: Any, module_name: str, expression: str, spec: str) -> WSGIA
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise AppLoadError(f"cannot load app {spec!r}: module {module_name!r} has no attribute {name.strip()!r}") from None
+            raise AppLoadError(
+                f"cannot load app {spec!r}: module {module_name!r} has no attribute {name.strip()!r}"
+            ) from None
     if paren:
         positional, keywords = _literal_call_args(expression, spec)
         try:
@@ -139,7 +172,9 @@ def _resolve(module: Any, module_name: str, expression: str, spec: str) -> WSGIA
                 _user_traceback(exc),
             ) from None
     if not callable(target):
-        raise AppLoadError(f"cannot load app {spec!r}: {expression!r} is not callable (it is a {type(target).__name__})")
+        raise AppLoadError(
+            f"cannot load app {spec!r}: {expression!r} is not callable (it is a {type(target).__name__})"
+        )
     return target  # type: ignore[no-any-return]
 
 
@@ -152,7 +187,8 @@ def _literal_call_args(expression: str, spec: str) -> tuple[list[Any], dict[str,
         keywords = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
     except (SyntaxError, ValueError):
         raise AppLoadError(
-            f"cannot load app {spec!r}: a factory call may only have literal arguments, as in create_app('prod', debug=False)"
+            f"cannot load app {spec!r}: a factory call may only have literal arguments, "
+            "as in create_app('prod', debug=False)"
         ) from None
     return positional, keywords
 
@@ -162,7 +198,9 @@ def _user_traceback(exc: BaseException) -> str:
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith(_OUR_DIR) and "importlib._bootstrap" not in frame.filename
+        if not frame.filename.startswith(_OUR_DIR)
+        and "importlib._bootstrap" not in frame.filename
+        and not frame.filename.startswith(_IMPORTLIB_DIR)
     ]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines += traceback.format_exception_only(type(exc), exc)

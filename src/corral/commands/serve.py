@@ -8,6 +8,7 @@ import socket
 import sys
 
 from ..config import Config
+from ..config.plan import Plan
 from ..observe import logs
 from ..process.arbiter import Arbiter
 from ..server.listeners import BindError, listen, parse_bind
@@ -25,16 +26,21 @@ def open_listeners(config: Config) -> list[socket.socket]:
     return sockets
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, plan: Plan | None = None) -> int:
     logs.configure(config.log_level)
     try:
         sockets = open_listeners(config)
     except BindError as exc:
         sys.stderr.write(f"corral: error: {exc}\n")
         return 1
-    log.info("Corral %s serving %s", _version(), config.app or (f"Django settings {config.settings}" if config.settings else "the welcome app"))
+    sites = plan.sites if plan is not None and plan.multi_site else ()
+    if sites:
+        log.info("Corral %s serving %d sites: %s", _version(), len(sites), ", ".join(s.name for s in sites))
+    else:
+        what = config.app or (f"Django settings {config.settings}" if config.settings else "the welcome app")
+        log.info("Corral %s serving %s", _version(), what)
     try:
-        return Arbiter(config, sockets).run()
+        return Arbiter(config, sockets, sites).run()
     finally:
         for sock in sockets:
             if sock.family == socket.AF_UNIX:

@@ -1,0 +1,1 @@
+"""Built-in WSGI middleware and site composition (mounts, configured middleware)."""

@@ -1,15 +1,16 @@
-"""The master: binds nothing itself (the CLI hands it sockets), forks and
-supervises workers, and never imports the app.
+"""The master: forks and supervises workers, and never imports the app.
 
 How this works: one selector loop over the signal queue's wake-up socket and
 each worker's channel. Signals are queued and handled here, never in the
-handler. The first worker boots alone, so a broken app is reported once and the
-master exits non-zero instead of spawning a crash loop; the rest start once it
-is ready. Dead workers are reaped on SIGCHLD and their slots refilled after the
-back-off that policy.py decides. SIGTERM/SIGINT drain (workers finish their
-in-flight requests within the graceful timeout); a second SIGINT ends at once.
-SIGHUP starts a fresh generation of workers and retires the old one once the
-new one is ready.
+handler. Workers come in *groups*: one per site (a single-app server is one
+group). Each group boots one worker first, so a broken app is reported once;
+on a single-app server that ends the master with a non-zero status instead of
+a crash loop, while on a multi-site server only that site is backed off (and
+its queued connections answered 503) while the others keep serving. Dead
+workers are reaped on SIGCHLD and their slots refilled after the back-off that
+policy.py decides. SIGTERM/SIGINT drain; a second SIGINT ends at once. SIGHUP
+starts a fresh generation of workers and retires the old one once the new one
+is ready.
 """
 
 from __future__ import annotations
@@ -27,78 +28,105 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import Config
-from ..server.worker import EXIT_APP_LOAD_ERROR, WorkerSpec, run_worker
+from ..config.sites import SiteConfig
+from ..server.handoff import handoff_pair, receive_connection
+from ..server.worker import EXIT_APP_LOAD_ERROR, WorkerSpec
+from ..wsgi.response import error_response
 from . import policy
 from .policy import Slot
 from .signals import SignalQueue
+from .spawn import VirtualenvError, exec_worker, fork_worker
 
 log = logging.getLogger("corral.error")
 
 EXIT_OK, EXIT_FAILED = 0, 1
 _KILL_MARGIN = 5.0  # seconds past the graceful timeout before stragglers get SIGKILL
+_SITE_DOWN = error_response(503, "Service Unavailable", "This site is not available right now.")
+
+Spawner = Callable[[WorkerSpec, list[socket.socket]], int]
+
+
+@dataclass
+class Group:
+    """One site's daemon process group."""
+
+    index: int
+    name: str
+    config: Config
+    site: SiteConfig | None
+    slots: list[Slot] = field(default_factory=list)
+    booted: bool = False
+    down: bool = False  # its app failed to load: backed off, connections get 503
+    generation: int = 0
+    handoff_send: socket.socket | None = None
+    handoff_receive: socket.socket | None = None
+
+    @property
+    def label(self) -> str:
+        return f"site {self.name!r}" if self.site is not None else "app"
 
 
 @dataclass
 class WorkerHandle:
+    group: Group
     slot: Slot
     pid: int
     channel: socket.socket
+    generation: int
     buffer: bytes = b""
     requests: int = 0
-    generation: int = 0
     told_to_stop: bool = False
 
 
-def fork_worker(spec: WorkerSpec, close_in_child: list[socket.socket]) -> int:
-    """Fork and run a worker in the child; returns the child's pid in the parent."""
-    pid = os.fork()
-    if pid:
-        return pid
-    status = 1
-    try:
-        for sock in close_in_child:
-            sock.close()
-        status = run_worker(spec)
-    except BaseException:
-        logging.getLogger("corral.error").exception("Worker crashed")
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    return 0  # unreachable
-
-
-@dataclass
 class Arbiter:
-    config: Config
-    sockets: list[socket.socket]
-    spawn: Callable[[WorkerSpec, list[socket.socket]], int] = fork_worker
-    slots: list[Slot] = field(default_factory=list)
-    workers: dict[int, WorkerHandle] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sockets: list[socket.socket],
+        sites: tuple[SiteConfig, ...] = (),
+        spawn: Spawner | None = None,
+    ) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.sites = sites
+        self.spawn = spawn
         self.selector = selectors.DefaultSelector()
         self.signals = SignalQueue()
+        self.workers: dict[int, WorkerHandle] = {}
         self.stopping = False
         self.stop_deadline = 0.0
         self.exit_code = EXIT_OK
-        self.booted = False
-        self.generation = 0
         self.interrupts = 0
+        self.announced = False
+        if sites:
+            self.groups = [Group(i, site.name, site.config, site) for i, site in enumerate(sites)]
+            for group in self.groups:
+                group.handoff_send, group.handoff_receive = handoff_pair()
+        else:
+            self.groups = [Group(0, "main", config, None)]
+
+    @property
+    def multi_site(self) -> bool:
+        return bool(self.sites)
 
     # -- lifecycle -----------------------------------------------------------------
 
     def run(self) -> int:
         self.signals.install()
         self.selector.register(self.signals.fileno(), selectors.EVENT_READ, None)
-        self.slots = [Slot(index) for index in range(self.config.workers)]
-        self._spawn(self.slots[0])  # boot one first: a broken app fails once, loudly
+        for group in self.groups:
+            group.slots = [Slot(i) for i in range(group.config.workers)]
+            self._spawn(group, group.slots[0])  # boot one first: a broken app fails once, loudly
         try:
             while self.workers or not self.stopping:
                 self._tick()
         finally:
             self.signals.close()
             self.selector.close()
+            for group in self.groups:
+                for sock in (group.handoff_send, group.handoff_receive):
+                    if sock is not None:
+                        sock.close()
         return self.exit_code
 
     def _tick(self) -> None:
@@ -108,13 +136,17 @@ class Arbiter:
             if now >= self.stop_deadline:
                 self._kill_all(signal.SIGKILL)
         else:
-            if self.booted:
-                for slot in policy.due_for_spawn(self.slots, now):
-                    self._spawn(slot)
-            timeout = policy.next_wakeup(self.slots, now)
+            timeout = 1.0
+            for group in self.groups:
+                if group.booted or group.down:
+                    for slot in policy.due_for_spawn(group.slots, now):
+                        self._spawn(group, slot)
+                timeout = min(timeout, policy.next_wakeup(group.slots, now))
         for key, _ in self.selector.select(timeout):
             if key.data is None:
                 self.signals.drain_wakeups()
+            elif isinstance(key.data, Group):
+                self._refuse_queued(key.data)
             else:
                 self._read_channel(key.data)
         while self.signals.pending:
@@ -130,11 +162,11 @@ class Arbiter:
             self.interrupts += 1
             if self.interrupts > 1:
                 log.info("Second interrupt: exiting now")
-                self._kill_all(signal.SIGKILL)
                 self.stop(graceful=False)
                 return
         if sig in (signal.SIGTERM, signal.SIGINT):
-            log.info("Received %s: finishing in-flight requests (up to %gs)", signal.Signals(sig).name, self.config.graceful_timeout)
+            name = signal.Signals(sig).name
+            log.info("Received %s: finishing in-flight requests (up to %gs)", name, self.config.graceful_timeout)
             self.stop(graceful=True)
         elif sig == signal.SIGQUIT:
             self.stop(graceful=False)
@@ -148,26 +180,32 @@ class Arbiter:
     def stop(self, graceful: bool) -> None:
         if not self.stopping:
             self.stopping = True
-            self.stop_deadline = time.monotonic() + (self.config.graceful_timeout + _KILL_MARGIN if graceful else 0)
-            self._kill_all(signal.SIGTERM if graceful else signal.SIGKILL)
+            margin = self.config.graceful_timeout + _KILL_MARGIN if graceful else 0.0
+            self.stop_deadline = time.monotonic() + margin
+        self._kill_all(signal.SIGTERM if graceful else signal.SIGKILL)
 
-    def reload(self) -> None:
-        """Start a new generation; the old one retires when the new one is ready."""
-        log.info("Reloading: starting a new generation of %d workers", len(self.slots))
-        self.generation += 1
-        old = list(self.slots)
-        for slot in old:
-            slot.retiring = True
-        self.slots = [Slot(index) for index in range(len(old))]
-        for slot in self.slots:
-            self._spawn(slot)
+    def reload(self, site: str | None = None) -> None:
+        """Start a new generation; each group's old one retires when its new one is ready."""
+        for group in self.groups:
+            if site is not None and group.name != site:
+                continue
+            log.info("Reloading %s: starting %d new workers", group.label, len(group.slots))
+            group.generation += 1
+            group.down = False
+            old = group.slots
+            for slot in old:
+                slot.retiring = True
+            group.slots = [Slot(i) for i in range(len(old))]
+            for slot in group.slots:
+                self._spawn(group, slot)
 
     def _resize(self, delta: int) -> None:
-        count = max(1, len(self.slots) + delta)
-        while len(self.slots) < count:
-            self.slots.append(Slot(len(self.slots)))
-        while len(self.slots) > count:
-            slot = self.slots.pop()
+        group = self.groups[0]
+        count = max(1, len(group.slots) + delta)
+        while len(group.slots) < count:
+            group.slots.append(Slot(len(group.slots)))
+        while len(group.slots) > count:
+            slot = group.slots.pop()
             slot.retiring = True
             if slot.pid:
                 self._signal(slot.pid, signal.SIGTERM)
@@ -175,20 +213,35 @@ class Arbiter:
 
     # -- workers -------------------------------------------------------------------
 
-    def _spawn(self, slot: Slot) -> None:
+    def _spawn(self, group: Group, slot: Slot) -> None:
         parent_end, child_end = socket.socketpair()
-        spec = WorkerSpec(self.config, self.sockets, child_end, slot.index)
-        others = [parent_end] + [handle.channel for handle in self.workers.values()]
-        pid = self.spawn(spec, others)
+        spec = WorkerSpec(group.config, self.sockets, child_end, slot.index)
+        close_in_child = [parent_end] + [handle.channel for handle in self.workers.values()]
+        if self.multi_site:
+            spec.site = group.site
+            spec.site_index = group.index
+            spec.sites = self.sites
+            spec.handoff_send = [g.handoff_send for g in self.groups if g.handoff_send is not None]
+            spec.handoff_receive = group.handoff_receive
+            close_in_child += [g.handoff_receive for g in self.groups if g is not group and g.handoff_receive]
+        spawn = self.spawn or (exec_worker if group.site is not None and group.site.virtualenv else fork_worker)
+        try:
+            pid = spawn(spec, close_in_child)
+        except (VirtualenvError, OSError) as exc:
+            child_end.close()
+            parent_end.close()
+            self._on_load_error(group, f"{group.label}: cannot start a worker: {exc}", None)
+            policy.record_exit(slot, time.monotonic())
+            return
         child_end.close()
         parent_end.setblocking(False)
         slot.pid = pid
         slot.started = time.monotonic()
         slot.ready = False
-        handle = WorkerHandle(slot, pid, parent_end, generation=self.generation)
+        handle = WorkerHandle(group, slot, pid, parent_end, group.generation)
         self.workers[pid] = handle
         self.selector.register(parent_end, selectors.EVENT_READ, handle)
-        log.debug("Booting worker %d (pid %d)", slot.index, pid)
+        log.debug("Booting worker %d of %s (pid %d)", slot.index, group.label, pid)
 
     def _read_channel(self, handle: WorkerHandle) -> None:
         try:
@@ -211,37 +264,74 @@ class Arbiter:
 
     def _on_message(self, handle: WorkerHandle, message: dict[str, object]) -> None:
         event = message.get("event")
+        group = handle.group
         if event == "ready":
             handle.slot.ready = True
-            if not self.booted:
-                self.booted = True
-                log.info("Worker %d ready; starting %d more", handle.pid, len(self.slots) - 1)
-            self._retire_old_generation()
-            if all(slot.ready for slot in self.slots):
-                log.info("Corral ready: %d worker(s) x %d thread(s)", len(self.slots), self.config.threads)
+            if group.down:
+                group.down = False
+                self._unwatch_queue(group)
+                log.info("%s is back", group.label.capitalize())
+            if not group.booted:
+                group.booted = True
+                if len(group.slots) > 1:
+                    log.info("Worker %d of %s ready; starting %d more", handle.pid, group.label, len(group.slots) - 1)
+            self._retire_old_generation(group)
+            self._announce_if_ready()
         elif event == "heartbeat":
             handle.requests = int(message.get("requests", 0))  # type: ignore[call-overload]
         elif event == "load-error":
-            self._on_load_error(handle, str(message.get("message")), message.get("traceback"))
+            self._on_load_error(group, str(message.get("message")), message.get("traceback"))
 
-    def _on_load_error(self, handle: WorkerHandle, text: str, user_traceback: object) -> None:
+    def _announce_if_ready(self) -> None:
+        if self.announced or not all(all(s.ready for s in g.slots) or g.down for g in self.groups):
+            return
+        self.announced = True
+        down = [g.name for g in self.groups if g.down]
+        summary = ", ".join(
+            f"{g.name} {len(g.slots)}x{g.config.threads}" for g in self.groups if not g.down
+        ) if self.multi_site else f"{len(self.groups[0].slots)} worker(s) x {self.config.threads} thread(s)"
+        log.info("Corral ready: %s%s", summary, f" (down: {', '.join(down)})" if down else "")
+
+    def _on_load_error(self, group: Group, text: str, user_traceback: object) -> None:
         if user_traceback:
             sys.stderr.write(str(user_traceback))
-        if not self.booted:
+        if not self.multi_site and not group.booted:
             sys.stderr.write(f"corral: error: {text}\n")
             sys.stderr.flush()
             self.exit_code = EXIT_FAILED
             self.stop(graceful=False)
-        else:
-            log.error("Worker could not load the app, old workers keep serving: %s", text)
-            for slot in self.slots:
-                slot.respawn_at = time.monotonic() + policy.MAX_DELAY
+            return
+        if any(h.group is group and h.generation < group.generation for h in self.workers.values()):
+            log.error("%s: the new code failed to load; the old workers keep serving: %s", group.label, text)
+            self._abandon_generation(group)
+            return
+        log.error("%s could not load its app and is backed off: %s", group.label.capitalize(), text)
+        if not group.down:
+            group.down = True
+            self._watch_queue(group)
+        now = time.monotonic()
+        for slot in group.slots:
+            if slot.pid is None:
+                slot.respawn_at = max(slot.respawn_at, now + policy.restart_delay(max(slot.crashes, 4)))
+        self._announce_if_ready()
 
-    def _retire_old_generation(self) -> None:
-        if not all(slot.ready for slot in self.slots):
+    def _abandon_generation(self, group: Group) -> None:
+        """A reload whose new workers cannot load: keep the old generation."""
+        for handle in list(self.workers.values()):
+            if handle.group is group and handle.generation == group.generation:
+                handle.told_to_stop = True
+                self._signal(handle.pid, signal.SIGTERM)
+        old = [h for h in self.workers.values() if h.group is group and h.generation < group.generation]
+        group.generation = max(h.generation for h in old)
+        group.slots = [h.slot for h in old]
+        for slot in group.slots:
+            slot.retiring = False
+
+    def _retire_old_generation(self, group: Group) -> None:
+        if not all(slot.ready for slot in group.slots):
             return
         for handle in list(self.workers.values()):
-            if handle.generation < self.generation and not handle.told_to_stop:
+            if handle.group is group and handle.generation < group.generation and not handle.told_to_stop:
                 handle.told_to_stop = True
                 self._signal(handle.pid, signal.SIGTERM)
 
@@ -265,28 +355,61 @@ class Arbiter:
 
     def _on_exit(self, handle: WorkerHandle, status: int) -> None:
         slot = handle.slot
+        group = handle.group
         reason = describe_status(status)
-        code = os.waitstatus_to_exitcode(status)
-        expected = self.stopping or slot.retiring or handle.generation < self.generation
-        if code == EXIT_APP_LOAD_ERROR:
-            slot.pid = None
-            if not self.booted and not self.stopping:
+        expected = self.stopping or slot.retiring or handle.told_to_stop or handle.generation < group.generation
+        if os.waitstatus_to_exitcode(status) == EXIT_APP_LOAD_ERROR:
+            policy.record_exit(slot, time.monotonic())
+            if not self.multi_site and not group.booted and not self.stopping:
                 self.exit_code = EXIT_FAILED
                 self.stop(graceful=False)
-            else:
-                policy.record_exit(slot, time.monotonic())
             return
         if expected:
             log.debug("Worker %d exited (%s)", handle.pid, reason)
             slot.pid = None
             return
-        log.error("Worker %d died (%s); restarting", handle.pid, reason)
+        log.error("Worker %d of %s died (%s); restarting", handle.pid, group.label, reason)
         policy.record_exit(slot, time.monotonic())
         if slot.crashes > 1:
-            log.warning("Worker slot %d crashed %d times in a row; next start in %.1fs", slot.index, slot.crashes, policy.restart_delay(slot.crashes))
-        if not self.booted:
-            self.exit_code = EXIT_FAILED
-            self.stop(graceful=False)
+            delay = policy.restart_delay(slot.crashes)
+            log.warning("%s worker crashed %d times in a row; next start in %.1fs", group.label, slot.crashes, delay)
+        if not group.booted:
+            if not self.multi_site:
+                self.exit_code = EXIT_FAILED
+                self.stop(graceful=False)
+            elif not group.down:
+                group.down = True
+                self._watch_queue(group)
+                self._announce_if_ready()
+
+    # -- a site that is down: its queued connections get 503 ----------------------------
+
+    def _watch_queue(self, group: Group) -> None:
+        if group.handoff_receive is not None:
+            self.selector.register(group.handoff_receive, selectors.EVENT_READ, group)
+
+    def _unwatch_queue(self, group: Group) -> None:
+        if group.handoff_receive is not None:
+            try:
+                self.selector.unregister(group.handoff_receive)
+            except (KeyError, ValueError):
+                pass
+
+    def _refuse_queued(self, group: Group) -> None:
+        assert group.handoff_receive is not None
+        for _ in range(64):
+            item = receive_connection(group.handoff_receive)
+            if item is None:
+                return
+            client, _data = item
+            try:
+                client.setblocking(True)
+                client.settimeout(1.0)
+                client.sendall(_SITE_DOWN)
+            except OSError:
+                pass
+            finally:
+                client.close()
 
     def _kill_all(self, sig: int) -> None:
         for pid in list(self.workers):

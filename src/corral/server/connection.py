@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from ..http.errors import HTTPError, RequestTimeout
 from ..http.parser import RequestParser
@@ -25,6 +26,7 @@ from ..wsgi.input import EMPTY_INPUT, SpooledBody, StreamingBody
 from ..wsgi.response import error_response
 from . import exchange as run
 from .context import ServerContext
+from .handoff import request_bytes, send_connection
 from .sendfile import SendfileJob
 
 log = logging.getLogger("corral.error")
@@ -54,6 +56,9 @@ class HTTPConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.deadline_kind = HEAD
         self.peer = ""
+        # Multi-site: the bytes read before the first request was routed (handed on if it isn't ours).
+        self._raw: bytearray | None = bytearray() if ctx.router is not None else None
+        self._reroute_to: int | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------
 
@@ -72,11 +77,15 @@ class HTTPConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
+        if self._raw is not None:
+            self._raw += data  # multi-site: kept until the first request is routed
         try:
             parser.feed(data)
         except HTTPError as error:
             self._error = error
             self._pause_reading()
+        if self._raw is not None:
+            self._route_first()
         exchange = self.exchange
         if exchange is None:
             self._next()
@@ -89,6 +98,8 @@ class HTTPConnection(asyncio.Protocol):
                 self._pause_reading()
         if parser.mid_request and self._error is None:
             self._track_partial_request(exchange)
+        elif self._reroute_to is not None:
+            self._try_handoff()
 
     def _track_partial_request(self, exchange: run.Exchange | None) -> None:
         """Part of a request has arrived: its head or body now runs against a deadline."""
@@ -188,7 +199,10 @@ class HTTPConnection(asyncio.Protocol):
             stream = body.stream
         else:
             stream = body
-        ex = self.exchange = run.Exchange(self, request, request_environ(self._base_environ, request, stream))
+        environ = request_environ(self._base_environ, request, stream)
+        if ctx.router is not None and not self._route(request, environ):
+            return False
+        ex = self.exchange = run.Exchange(self, request, environ)
         self.deadline_kind = NONE
         if ctx.executor is None and stream is not body:
             return run.run_inline(ex)
@@ -199,6 +213,78 @@ class HTTPConnection(asyncio.Protocol):
         else:
             return run.run_inline(ex)
         return False
+
+    # -- multi-site routing ------------------------------------------------------
+
+    def _route(self, request: Request, environ: dict[str, Any]) -> bool:
+        """True when this site serves the request; otherwise it is answered or handed on."""
+        ctx = self.ctx
+        assert ctx.router is not None
+        path = environ["PATH_INFO"]
+        index = ctx.router.match(environ.get("HTTP_HOST", ""), path)
+        if index == ctx.site_index:
+            self._raw = None
+            if ctx.mount:
+                environ["SCRIPT_NAME"] = ctx.mount
+                environ["PATH_INFO"] = path[len(ctx.mount) :]
+            return True
+        if index is None:
+            self._raw = None
+            self.transport.write(error_response(404, "Not Found", "No site is configured for this host and path."))
+            self.close()
+            return False
+        self.parser.ready.appendleft(request)  # handed on with the rest, in order
+        self._reroute_to = index
+        self._try_handoff()
+        return False
+
+    def _route_first(self) -> None:
+        """Route a connection's first request as soon as its head is in, before its body."""
+        parser = self.parser
+        request = parser.ready[0] if parser.ready else parser.receiving_body
+        if request is None or self._error is not None:
+            return
+        ctx = self.ctx
+        assert ctx.router is not None
+        path = request.path
+        text = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        index = ctx.router.match((request.host or b"").decode("latin-1"), text)
+        if index == ctx.site_index or index is None:
+            self._raw = None  # ours, or a 404 that _start answers
+            return
+        self._reroute_to = index
+        self._try_handoff()
+
+    def _try_handoff(self) -> None:
+        """Pass the connection to the routed site once no request is half-received."""
+        index = self._reroute_to
+        if index is None or self._closed:
+            return
+        if self._raw is not None:
+            data = bytes(self._raw)  # nothing served yet: the raw bytes say it all
+        elif self.parser.mid_request:
+            return  # wait for the request boundary; data_received calls again
+        else:
+            try:
+                data = b"".join(request_bytes(request) for request in self.parser.ready)
+            except ValueError:
+                self.transport.write(error_response(421, "Misdirected Request", "Retry on a new connection."))
+                self.close()
+                return
+        sock = self.transport.get_extra_info("socket")
+        self._reroute_to = None
+        self._pause_reading()
+        try:
+            send_connection(self.ctx.handoff[index], sock.fileno(), data)
+        except OSError:
+            log.warning("Site %d cannot take connections now; answering 503", index)
+            self.transport.write(error_response(503, "Service Unavailable", "The site is not available."))
+            self.close()
+            return
+        self._discard_bodies()
+        self._closed = True
+        self.ctx.connections.discard(self)
+        self.transport.abort()  # our reference only: the other worker owns the connection now
 
     def complete(self, ex: run.Exchange) -> bool:
         """The response is fully handed to the transport. True if the connection lives on."""

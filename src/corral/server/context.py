@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..http.limits import Limits
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
+    from .routing import Router
 
 WSGIApp = Callable[..., Any]
 
@@ -43,6 +46,11 @@ class ServerContext:
     stopping: bool = False
     requests_served: int = 0
     _streaming_pool: ThreadPoolExecutor | None = None
+    # Multi-site: the router, this worker's site, its mount and the other sites' handoff sockets.
+    router: Router | None = None
+    site_index: int = 0
+    mount: str = ""
+    handoff: list[socket.socket] = field(default_factory=list)
 
     @property
     def multithread(self) -> bool:

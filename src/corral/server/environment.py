@@ -42,3 +42,26 @@ def prepare_process(config: Config) -> None:
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)  # like `python -m`: the working directory is importable
     os.environ.update(app_environment(config))
+
+
+def drop_privileges(user: str | None, group: str | None) -> None:
+    """Run as the site's user/group (needs root); a no-op when neither is set."""
+    if user is None and group is None:
+        return
+    import grp
+    import pwd
+
+    try:
+        uid = pwd.getpwnam(user).pw_uid if user else os.getuid()
+        gid = grp.getgrnam(group).gr_gid if group else (pwd.getpwnam(user).pw_gid if user else os.getgid())
+    except KeyError as exc:
+        raise AppLoadError(f"unknown user or group {exc.args[0]}") from None
+    if (uid, gid) == (os.getuid(), os.getgid()):
+        return
+    if os.geteuid() != 0:
+        raise AppLoadError(f"switching to user {user!r}/group {group!r} needs Corral to be started as root")
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    home = pwd.getpwuid(uid).pw_dir
+    os.environ.update(HOME=home, USER=pwd.getpwuid(uid).pw_name, LOGNAME=pwd.getpwuid(uid).pw_name)

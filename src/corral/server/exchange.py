@@ -20,6 +20,7 @@ import logging
 import sys
 import threading
 import time
+from asyncio import _set_running_loop
 from typing import TYPE_CHECKING, Any
 
 from ..http.request import Request
@@ -99,6 +100,27 @@ def _check_chunk(data: Any) -> bytes:
 
 def run_inline(ex: Exchange) -> bool:
     """Run the app on the loop thread. True when the exchange is already complete."""
+    loop = ex.conn.ctx.loop
+    # The app is plain synchronous code even though it runs on the loop's thread: hide the
+    # running loop, or Django's async-safety check refuses ORM calls ("async context").
+    _set_running_loop(None)
+    try:
+        return _run_inline(ex)
+    finally:
+        _set_running_loop(loop)
+
+
+def pump(ex: Exchange) -> bool:
+    """Pull the iterable while the transport accepts data; resume_writing calls again."""
+    loop = ex.conn.ctx.loop
+    _set_running_loop(None)
+    try:
+        return _pump(ex)
+    finally:
+        _set_running_loop(loop)
+
+
+def _run_inline(ex: Exchange) -> bool:
     conn = ex.conn
     response = ex.response
     try:
@@ -115,11 +137,10 @@ def run_inline(ex: Exchange) -> bool:
         ex.iterator = iter(result)
     except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
         return fail(ex, sys.exc_info())
-    return pump(ex)
+    return _pump(ex)
 
 
-def pump(ex: Exchange) -> bool:
-    """Pull the iterable while the transport accepts data; resume_writing calls again."""
+def _pump(ex: Exchange) -> bool:
     conn = ex.conn
     response = ex.response
     write = conn.transport.write
@@ -227,6 +248,7 @@ def run_threaded(ex: Exchange) -> None:
         if isinstance(result, FileWrapper) and not batch and not response.headers_sent:
             loop.call_soon_threadsafe(conn.sendfile_from_thread, ex, result)
             return
+        in_memory = type(result) is list or type(result) is tuple
         for data in result:
             data = _check_chunk(data)
             if not data:
@@ -241,7 +263,9 @@ def run_threaded(ex: Exchange) -> None:
             if response.overflow:
                 log.error("%s: the app sent more than its Content-Length; the excess was dropped", ex.describe())
                 break
-            if pending >= _BATCH:
+            # A list is already in memory: batch it. Anything else may block before its
+            # next item (streaming, long polling), so what it gave must go out now.
+            if pending >= _BATCH or not in_memory:
                 flush()
         if not response.headers_sent:
             batch.append(response.head())

@@ -19,16 +19,19 @@ import signal
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
+from ..config.sites import SiteConfig
 from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
 from ..observe.access import AccessLog
 from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
-from .environment import prepare_process
+from .environment import drop_privileges, prepare_process
+from .handoff import receive_connection
+from .routing import Router
 
 log = logging.getLogger("corral.error")
 
@@ -41,7 +44,12 @@ class WorkerSpec:
     sockets: list[socket.socket]
     channel: socket.socket
     index: int
-    site: str = "main"
+    # Multi-site only: this worker's site, every site (for routing) and the handoff sockets.
+    site: SiteConfig | None = None
+    site_index: int = 0
+    sites: tuple[SiteConfig, ...] = ()
+    handoff_send: list[socket.socket] = field(default_factory=list)
+    handoff_receive: socket.socket | None = None
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -65,8 +73,17 @@ def run_worker(spec: WorkerSpec) -> int:
         signal.signal(sig, signal.SIG_DFL)
     config = spec.config
     try:
+        if spec.site is not None:
+            # A site sees only its own settings module, never the master's or another site's.
+            os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+            drop_privileges(spec.site.user, spec.site.group)
         prepare_process(config)
-        app = load_app(config.app, config.settings)
+        if spec.site is not None:
+            from ..middleware.compose import build_site_app
+
+            app = build_site_app(spec.site)
+        else:
+            app = load_app(config.app, config.settings)
     except AppLoadError as exc:
         send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
         return EXIT_APP_LOAD_ERROR
@@ -102,6 +119,11 @@ class Worker:
             max_connections=config.max_connections,
             access_log=AccessLog(config.access_log) if config.access_log else None,
         )
+        if spec.sites:
+            self.ctx.router = Router(spec.sites)
+            self.ctx.site_index = spec.site_index
+            self.ctx.mount = spec.sites[spec.site_index].mount
+            self.ctx.handoff = spec.handoff_send
         self.servers: list[asyncio.AbstractServer] = []
         self.parent = os.getppid()
         self.stopped = asyncio.Event()
@@ -123,12 +145,35 @@ class Worker:
                 lambda: HTTPConnection(self.ctx), sock=sock, backlog=self.spec.config.backlog
             )
             self.servers.append(server)
+        if self.spec.handoff_receive is not None:
+            loop.add_reader(self.spec.handoff_receive.fileno(), self._adopt_handed_off)
         send(self.spec.channel, event="ready", pid=os.getpid())
         sweeper = loop.create_task(self._sweep())
         await self.stopped.wait()
         sweeper.cancel()
         await self._drain()
         return 0
+
+    def _adopt_handed_off(self) -> None:
+        """Take connections another site's worker routed to this site."""
+        receive = self.spec.handoff_receive
+        assert receive is not None
+        if self.ctx.stopping:
+            return
+        for _ in range(64):  # bounded per wake-up: other work gets its turn
+            item = receive_connection(receive)
+            if item is None:
+                return
+            self.loop.create_task(self._adopt(*item))
+
+    async def _adopt(self, client: socket.socket, data: bytes) -> None:
+        try:
+            _, protocol = await self.loop.connect_accepted_socket(lambda: HTTPConnection(self.ctx), client)
+        except OSError:
+            client.close()
+            return
+        if data:
+            protocol.data_received(data)
 
     def _on_stop_signal(self, sig: int) -> None:
         if sig == signal.SIGINT:
@@ -157,6 +202,8 @@ class Worker:
         """Stop accepting, let in-flight requests finish, close idle connections."""
         ctx = self.ctx
         ctx.stopping = True
+        if self.spec.handoff_receive is not None:
+            self.loop.remove_reader(self.spec.handoff_receive.fileno())
         for server in self.servers:
             server.close()
         for conn in list(ctx.connections):

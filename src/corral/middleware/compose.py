@@ -1,0 +1,40 @@
+"""Build a site's WSGI callable: its app, further apps mounted inside it, then middleware.
+
+The first middleware listed is the outermost: `[A, B]` gives A(B(app)), as a
+reader of the config expects requests to pass through A first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config.sites import SiteConfig
+from ..loading import AppLoadError, WSGIApp, load_app, load_object
+from .mount import MountDispatcher
+
+
+def build_site_app(site: SiteConfig) -> WSGIApp:
+    app = load_app(site.config.app, site.config.settings)
+    if site.mounts:
+        mounted = {}
+        for mount in site.mounts:
+            try:
+                mounted[mount.prefix] = load_app(mount.app)
+            except AppLoadError as exc:
+                raise AppLoadError(f"mount {mount.prefix!r}: {exc}", exc.user_traceback) from None
+        app = MountDispatcher(app, mounted)
+    for middleware in reversed(site.middleware):
+        factory = load_object(middleware.use, what="middleware")
+        try:
+            app = factory(app, **dict(middleware.options))
+        except Exception as exc:
+            raise AppLoadError(
+                f"middleware {middleware.use!r} raised {type(exc).__name__} when applied: {exc}"
+            ) from None
+        if not callable(app):
+            raise AppLoadError(f"middleware {middleware.use!r} returned {type(app).__name__}, not a WSGI callable")
+    return app
+
+
+def describe(app: Any) -> str:
+    return f"{getattr(app, '__module__', '?')}.{getattr(app, '__qualname__', type(app).__name__)}"

@@ -1,0 +1,136 @@
+"""Starting one worker process: fork (the usual way) or exec of another interpreter.
+
+A site with its own virtualenv runs under that environment's Python, which may
+even be another version, so its workers are started with posix_spawn of
+`<venv>/bin/python -m corral.process.child`; the spec travels as JSON through a
+pipe and the sockets by inheritance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from ..config import Config
+from ..config.sites import Middleware, Mount, SiteConfig
+from ..server.worker import WorkerSpec, run_worker
+
+
+def fork_worker(spec: WorkerSpec, close_in_child: list[socket.socket]) -> int:
+    """Fork and run a worker in the child; returns the child's pid in the parent."""
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 1
+    try:
+        for sock in close_in_child:
+            sock.close()
+        status = run_worker(spec)
+    except BaseException:
+        logging.getLogger("corral.error").exception("Worker crashed")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return 0  # unreachable
+
+
+class VirtualenvError(Exception):
+    pass
+
+
+def venv_python(virtualenv: str) -> str:
+    python = os.path.join(virtualenv, "bin", "python")
+    if not os.path.isfile(python) or not os.access(python, os.X_OK):
+        raise VirtualenvError(f"virtualenv {virtualenv!r} has no bin/python")
+    return python
+
+
+def exec_worker(spec: WorkerSpec, close_in_child: list[socket.socket]) -> int:
+    """Start a worker under the site's virtualenv interpreter; returns its pid."""
+    assert spec.site is not None and spec.site.virtualenv
+    python = venv_python(spec.site.virtualenv)
+    inherited = [s.fileno() for s in spec.sockets] + [spec.channel.fileno()] + [s.fileno() for s in spec.handoff_send]
+    if spec.handoff_receive is not None:
+        inherited.append(spec.handoff_receive.fileno())
+    payload = json.dumps(encode_spec(spec)).encode()
+    read_end, write_end = os.pipe()
+    inherited.append(read_end)
+    for fd in inherited:
+        os.set_inheritable(fd, True)
+    env = dict(os.environ)
+    env["CORRAL_SPEC_FD"] = str(read_end)
+    try:
+        pid = os.posix_spawn(python, [python, "-m", "corral.process.child"], env)
+    finally:
+        os.close(read_end)
+    with os.fdopen(write_end, "wb") as pipe:
+        pipe.write(payload)
+    return pid
+
+
+def encode_spec(spec: WorkerSpec) -> dict[str, Any]:
+    return {
+        "config": asdict(spec.config),
+        "sockets": [(s.fileno(), s.family) for s in spec.sockets],
+        "channel": spec.channel.fileno(),
+        "index": spec.index,
+        "site": _encode_site(spec.site) if spec.site else None,
+        "site_index": spec.site_index,
+        "sites": [_encode_site(s) for s in spec.sites],
+        "handoff_send": [s.fileno() for s in spec.handoff_send],
+        "handoff_receive": spec.handoff_receive.fileno() if spec.handoff_receive else None,
+    }
+
+
+def decode_spec(data: dict[str, Any]) -> WorkerSpec:
+    return WorkerSpec(
+        config=_config(data["config"]),
+        sockets=[socket.socket(fileno=fd) for fd, _family in data["sockets"]],
+        channel=socket.socket(fileno=data["channel"]),
+        index=data["index"],
+        site=_decode_site(data["site"]) if data["site"] else None,
+        site_index=data["site_index"],
+        sites=tuple(_decode_site(s) for s in data["sites"]),
+        handoff_send=[socket.socket(fileno=fd) for fd in data["handoff_send"]],
+        handoff_receive=socket.socket(fileno=data["handoff_receive"]) if data["handoff_receive"] is not None else None,
+    )
+
+
+def _config(values: dict[str, Any]) -> Config:
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _encode_site(site: SiteConfig) -> dict[str, Any]:
+    return {
+        "name": site.name,
+        "config": asdict(site.config),
+        "hosts": list(site.hosts),
+        "default": site.default,
+        "mount": site.mount,
+        "mounts": [[m.prefix, m.app] for m in site.mounts],
+        "middleware": [[m.use, dict(m.options)] for m in site.middleware],
+        "virtualenv": site.virtualenv,
+        "user": site.user,
+        "group": site.group,
+    }
+
+
+def _decode_site(data: dict[str, Any]) -> SiteConfig:
+    return SiteConfig(
+        name=data["name"],
+        config=_config(data["config"]),
+        hosts=tuple(data["hosts"]),
+        default=data["default"],
+        mount=data["mount"],
+        mounts=tuple(Mount(prefix, app) for prefix, app in data["mounts"]),
+        middleware=tuple(Middleware(use, options) for use, options in data["middleware"]),
+        virtualenv=data["virtualenv"],
+        user=data["user"],
+        group=data["group"],
+    )

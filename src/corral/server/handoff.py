@@ -1,0 +1,95 @@
+"""Hand a client connection to another site's worker over a Unix socket.
+
+Each site has one SOCK_DGRAM socketpair made by the master: every worker holds
+the sending ends of all sites, and a site's workers share its receiving end, so
+the kernel gives each handed-off connection to exactly one idle reader. A
+message carries the client socket (SCM_RIGHTS) and the request bytes already
+read from it; bytes beyond what fits a datagram travel in a memfd passed beside
+it, so no size of request is ever cut short.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+from ..http.request import Request
+
+_INLINE_LIMIT = 32 * 1024  # request bytes sent in the datagram itself; the rest goes by memfd
+_HEADER = struct.Struct("!BI")  # flags, inline length
+_HAS_MEMFD = 1
+
+
+def handoff_pair() -> tuple[socket.socket, socket.socket]:
+    """(send_end, receive_end) for one site."""
+    send_end, receive_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for sock in (send_end, receive_end):
+        sock.setblocking(False)
+        os.set_inheritable(sock.fileno(), True)
+    return send_end, receive_end
+
+
+def send_connection(channel: socket.socket, client_fd: int, data: bytes) -> None:
+    """Send the client socket and `data`; raises BlockingIOError when the site is backed up."""
+    fds = [client_fd]
+    inline = data
+    flags = 0
+    memfd = -1
+    if len(data) > _INLINE_LIMIT:
+        memfd = os.memfd_create("corral-handoff", os.MFD_CLOEXEC)
+        os.write(memfd, data)
+        fds.append(memfd)
+        inline = b""
+        flags = _HAS_MEMFD
+    try:
+        socket.send_fds(channel, [_HEADER.pack(flags, len(inline)) + inline], fds)
+    finally:
+        if memfd >= 0:
+            os.close(memfd)
+
+
+def receive_connection(channel: socket.socket) -> tuple[socket.socket, bytes] | None:
+    """One handed-off connection, or None when nothing is waiting."""
+    try:
+        message, fds, _flags, _addr = socket.recv_fds(channel, _HEADER.size + _INLINE_LIMIT, 2)
+    except BlockingIOError:
+        return None
+    if not fds:
+        return None
+    flags, length = _HEADER.unpack_from(message)
+    data = message[_HEADER.size : _HEADER.size + length]
+    if flags & _HAS_MEMFD and len(fds) > 1:
+        memfd = fds[1]
+        size = os.fstat(memfd).st_size
+        data = os.pread(memfd, size, 0)
+        os.close(memfd)
+    client = socket.socket(fileno=fds[0])
+    client.setblocking(False)
+    return client, data
+
+
+_FRAMING = (b"content-length", b"transfer-encoding")
+
+
+def request_bytes(request: Request) -> bytes:
+    """Re-serialize a fully received request (body re-framed with Content-Length).
+
+    Used when a keep-alive connection moves to another site after its bytes were
+    parsed here. Raises ValueError for a request whose body is still arriving.
+    """
+    body = b""
+    if request.body is not None:
+        stream = getattr(request.body, "stream", None)
+        if not request.complete or stream is None:
+            raise ValueError("request body still arriving")
+        body = stream.read()
+        stream.seek(0)
+    lines = [f"{request.method} ".encode("ascii") + request.target + f" HTTP/{request.version}\r\n".encode("ascii")]
+    for name, value in request.headers:
+        if name.lower() not in _FRAMING:
+            lines.append(name + b": " + value + b"\r\n")
+    if request.body is not None:
+        lines.append(b"Content-Length: %d\r\n" % len(body))
+    lines.append(b"\r\n")
+    return b"".join(lines) + body
