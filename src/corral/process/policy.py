@@ -38,7 +38,9 @@ def record_exit(slot: Slot, now: float) -> None:
 def restart_delay(crashes: int) -> float:
     if crashes == 0:
         return 0.0
-    return float(min(MAX_DELAY, BASE_DELAY * 2 ** (crashes - 1)))
+    # The exponent is capped: after ~1000 crashes in a row (8 hours at the cap) 2**n
+    # would overflow a float and take the master down with it.
+    return float(min(MAX_DELAY, BASE_DELAY * 2 ** min(crashes - 1, 32)))
 
 
 def due_for_spawn(slots: list[Slot], now: float) -> list[Slot]:
