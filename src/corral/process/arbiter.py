@@ -40,7 +40,9 @@ from .spawn import VirtualenvError, exec_worker, fork_worker
 log = logging.getLogger("corral.error")
 
 EXIT_OK, EXIT_FAILED = 0, 1
-_KILL_MARGIN = 5.0  # seconds past the graceful timeout before stragglers get SIGKILL
+# Seconds past the graceful timeout before stragglers get SIGKILL. Workers enforce the
+# timeout themselves; this only covers one whose loop an inline app is blocking.
+_KILL_MARGIN = 1.0
 _SITE_DOWN = error_response(503, "Service Unavailable", "This site is not available right now.")
 
 Spawner = Callable[[WorkerSpec, list[socket.socket]], int]
@@ -97,6 +99,7 @@ class Arbiter:
         self.stop_deadline = 0.0
         self.exit_code = EXIT_OK
         self.interrupts = 0
+        self.stragglers_killed = False
         self.announced = False
         if sites:
             self.groups = [Group(i, site.name, site.config, site) for i, site in enumerate(sites)]
@@ -134,6 +137,9 @@ class Arbiter:
         if self.stopping:
             timeout = max(0.0, min(1.0, self.stop_deadline - now))
             if now >= self.stop_deadline:
+                if self.workers and not self.stragglers_killed:
+                    self.stragglers_killed = True
+                    log.warning("Graceful timeout: killing %d worker(s) still busy", len(self.workers))
                 self._kill_all(signal.SIGKILL)
         else:
             timeout = 1.0
@@ -183,6 +189,21 @@ class Arbiter:
             margin = self.config.graceful_timeout + _KILL_MARGIN if graceful else 0.0
             self.stop_deadline = time.monotonic() + margin
         self._kill_all(signal.SIGTERM if graceful else signal.SIGKILL)
+        self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        """Refuse new connections from now on.
+
+        The kernel completes handshakes into the backlog for as long as any process
+        holds the listening socket, and we hold it until the end: without this a
+        draining server accepts connections nobody will answer. shutdown() (unlike
+        close()) acts on the socket every worker shares and leaves our fd valid.
+        """
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass  # not listening (already shut down) or not a socket the kernel can shut
 
     def reload(self, site: str | None = None) -> None:
         """Start a new generation; each group's old one retires when its new one is ready."""
