@@ -22,10 +22,13 @@ ADMIN_PASSWORD = "corral-admin-pw-1"
 # Django wrote them except for the lines appended below.
 _FILES = {
     "mysite/views.py": '''
+        import asyncio
         import os
+        import threading
 
         from django.conf import settings
-        from django.http import HttpResponse, JsonResponse
+        from django.core.signals import request_finished
+        from django.http import FileResponse, HttpResponse, JsonResponse
 
 
         def flavor(request):
@@ -35,6 +38,39 @@ _FILES = {
 
         def env(request, name):
             return JsonResponse({"name": name, "value": os.environ.get(name)})
+
+
+        def download(request):
+            # A database query, then a file big enough that os.sendfile finishes later on the loop.
+            global view_thread
+            from django.contrib.auth.models import User
+
+            view_thread = threading.get_ident()
+            response = FileResponse(open(settings.BASE_DIR / "download.bin", "rb"))
+            response["X-Users"] = str(User.objects.count())
+            return response
+
+
+        # Django closes the request's DB connections in request_finished, sent from response.close().
+        # It only works in the thread that ran the view and where no asyncio loop is visible.
+        view_thread = None
+        finished = []
+
+
+        def on_request_finished(sender, **kwargs):
+            try:
+                asyncio.get_running_loop()
+                loop_visible = True
+            except RuntimeError:
+                loop_visible = False
+            finished.append({"view_thread": threading.get_ident() == view_thread, "loop_visible": loop_visible})
+
+
+        request_finished.connect(on_request_finished)
+
+
+        def finished_log(request):
+            return JsonResponse({"finished": finished})
 
 
         def scheme(request):
@@ -126,6 +162,8 @@ urlpatterns += [
     path("flavor/", views.flavor),
     path("env/<str:name>/", views.env),
     path("scheme/", views.scheme),
+    path("download/", views.download),
+    path("finished/", views.finished_log),
 ]
 '''
 
@@ -150,6 +188,8 @@ def create_django_project(root: Path) -> Path:
         settings.write(_SETTINGS_APPEND)
     with open(root / "mysite" / "urls.py", "a") as urls:
         urls.write(_URLS_APPEND)
+    # 16 MiB: more than a loopback socket buffer, so os.sendfile always finishes later, on the loop.
+    (root / "download.bin").write_bytes(bytes(range(256)) * (64 * 1024))
     _run([python, "manage.py", "migrate", "--verbosity", "0"], cwd=root)
     _run([python, "manage.py", "createsuperuser", "--noinput", "--username", ADMIN_USER,
           "--email", "admin@example.com"], cwd=root)

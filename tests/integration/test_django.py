@@ -89,6 +89,25 @@ def test_wsgi_application_middleware_is_used_and_login_works_through_it(serve: S
     assert get_text(server, "/flavor/") == "wrapped mysite.settings_wrapped"
 
 
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_file_response_is_closed_where_django_can_close_its_connections(
+        serve: ServeFn, project: Path, threads: str) -> None:
+    # A FileResponse goes out through wsgi.file_wrapper (os.sendfile). Afterwards the server calls
+    # response.close(), which sends request_finished, where Django closes the request's database
+    # connections. That must happen in the thread that ran the view (connections are per thread)
+    # and with no asyncio loop visible (else Django looks in its async-context storage, finds no
+    # connection, and the real one stays open).
+    server = serve("--settings", "mysite.settings", "--chdir", str(project), "--threads", threads)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(2):
+            response = client.get("/download/")
+            assert response.status_code == 200
+            assert response.headers["x-users"] == "1"
+            assert response.content == (project / "download.bin").read_bytes()
+        finished = client.get("/finished/").json()["finished"]
+    assert finished == [{"view_thread": True, "loop_visible": False}] * 2
+
+
 # -- which settings module is live ------------------------------------------------
 
 
@@ -126,6 +145,20 @@ def test_env_and_env_file_reach_django_views(serve: ServeFn, project: Path, tmp_
         seen = {name: client.get(f"/env/{name}/").json()["value"]
                 for name in ("FROM_FILE", "GREETING", "QUOTED", "EMPTY", "NOT_SET")}
     assert seen == {"FROM_FILE": "yes", "GREETING": "from-flag", "QUOTED": "a b # kept", "EMPTY": "", "NOT_SET": None}
+
+
+def test_dev_and_prod_profiles_select_settings_modules(serve: ServeFn, project: Path, tmp_path: Path) -> None:
+    # corral.toml (docs/configuration.md) found in the working directory; --profile or CORRAL_PROFILE picks one.
+    (tmp_path / "corral.toml").write_text(
+        f'chdir = "{project}"\n\n'
+        '[profile.dev]\nsettings = "mysite.settings"\n\n'
+        '[profile.prod]\nsettings = "mysite.settings_alt"\nworkers = 2\nthreads = 4\n'
+    )
+    prod = serve("--profile", "prod", cwd=tmp_path)
+    dev = serve(cwd=tmp_path, env={"CORRAL_PROFILE": "dev"})
+    assert get_text(prod, "/flavor/") == "alt mysite.settings_alt"
+    assert get_text(dev, "/flavor/") == "default mysite.settings"
+    assert prod.wait_for(r"Corral ready: 2 worker\(s\) x 4 thread\(s\)", 5)
 
 
 # -- the production setup of docs/django.md ---------------------------------------
