@@ -40,6 +40,9 @@ class Plan:
     source: str | None = None  # the config file used, if any
     profile: str | None = None
     multi_site: bool = False  # True when [sites] tables define the sites
+    # Server settings set by the file, the profile or a flag (not left at their defaults), so a
+    # command with its own defaults (corral dev: threads, access log) applies them only elsewhere.
+    given: frozenset[str] = frozenset()
 
 
 def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mapping[str, Any] | None = None) -> Plan:
@@ -51,7 +54,7 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
         if profile is not None:
             raise ConfigError([f"profile {profile!r} chosen, but there is no config file (corral.toml or --config)"])
         server = config_from_layer(cli_layer)
-        return Plan(server=server, sites=(implicit_site(server),))
+        return Plan(server=server, sites=(implicit_site(server),), given=frozenset(cli_layer))
 
     problems = Problems(path)
     document = read_toml(path)
@@ -75,7 +78,8 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
     server_layer = merge(top, profile_layer, cli_layer)
     if not site_layers:
         server = config_from_layer(server_layer)
-        return Plan(server=server, sites=(implicit_site(server),), source=path, profile=profile)
+        given = frozenset(server_layer)
+        return Plan(server=server, sites=(implicit_site(server),), source=path, profile=profile, given=given)
 
     # With sites, each site names its own app and environment; a server-level one would be ambiguous.
     for layer, where in ((top, ""), (profile_layer, table_name("profile", profile or ""))):
@@ -88,7 +92,8 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
     server = config_from_layer(server_layer)
     sites = build_sites(site_layers, server, problems)
     problems.raise_if_any()
-    return Plan(server=server, sites=sites, source=path, profile=profile, multi_site=True)
+    given = frozenset(server_layer)
+    return Plan(server=server, sites=sites, source=path, profile=profile, multi_site=True, given=given)
 
 
 def _site_layers(raw: Any, profile: str | None, problems: Problems, base_dir: str) -> dict[str, tuple[Layer, str]]:

@@ -199,6 +199,11 @@ def test_flags_override_the_profile(toml) -> None:
     assert dict(p.split("=", 1) for p in server.env) == {"SHARED": "flag", "ONLY_TOP": "1", "ONLY_PROD": "1", "NEW": "1"}
 
 
+def test_the_plan_records_which_settings_were_given(toml) -> None:
+    assert load_plan(toml(PROFILES), "prod", {"threads": 2}).given == {"settings", "bind", "workers", "env", "threads"}
+    assert load_plan(None, None, {"access_log": "-"}).given == {"access_log"}
+
+
 def test_unknown_profile_lists_the_available_ones(toml) -> None:
     path = toml(PROFILES)
     assert only_problem(path, "staging") == f"{path}: no profile 'staging'; available profiles: dev, prod"
