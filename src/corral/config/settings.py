@@ -143,6 +143,42 @@ class Config:
     graceful_timeout: float = setting(
         30.0, "On stop, time in-flight requests get to finish.", values.parse_seconds, metavar="S", site=True
     )
+    timeout: float = setting(
+        30.0,
+        "A request running longer is reported with its stack and answered 504; its worker is replaced.",
+        values.parse_seconds,
+        metavar="S",
+        site=True,
+    )
+    # -- recycling ---------------------------------------------------------------
+    max_requests: int = setting(
+        0,
+        "Recycle a worker gracefully after this many requests (0: never).",
+        values.parse_count,
+        metavar="N",
+        site=True,
+    )
+    max_requests_jitter: int = setting(
+        0,
+        "Spread recycling: each worker's limit is max-requests +/- a random amount up to this.",
+        values.parse_count,
+        metavar="N",
+        site=True,
+    )
+    max_worker_memory: int = setting(
+        0,
+        "Recycle a worker gracefully when its RSS passes this many MiB (0: never).",
+        values.parse_count,
+        metavar="MB",
+        site=True,
+    )
+    control_socket: str | None = setting(
+        None,
+        "Unix socket for corral status/reload/stop (default: corral-<bind>.sock in the run directory).",
+        values.parse_text,
+        metavar="PATH",
+        path=True,
+    )
     # -- limits ------------------------------------------------------------------
     max_request_line: int = setting(
         8192, "Longest request target (414 beyond).", values.parse_size, metavar="BYTES", site=True

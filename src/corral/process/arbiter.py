@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,8 @@ EXIT_OK, EXIT_FAILED = 0, 1
 # Seconds past the graceful timeout before stragglers get SIGKILL. Workers enforce the
 # timeout themselves; this only covers one whose loop an inline app is blocking.
 _KILL_MARGIN = 1.0
+_HEARTBEAT_GRACE = 2.0  # seconds past --timeout before a silent worker counts as hung
+_DUMP_GRACE = 1.0  # seconds a hung worker gets to print its stack before SIGKILL
 _SITE_DOWN = error_response(503, "Service Unavailable", "This site is not available right now.")
 
 Spawner = Callable[[WorkerSpec, list[socket.socket]], int]
@@ -60,6 +63,7 @@ class Group:
     booted: bool = False
     down: bool = False  # its app failed to load: backed off, connections get 503
     generation: int = 0
+    restarts: Counter[str] = field(default_factory=Counter)  # worker replacements by cause
     handoff_send: socket.socket | None = None
     handoff_receive: socket.socket | None = None
 
@@ -75,9 +79,15 @@ class WorkerHandle:
     pid: int
     channel: socket.socket
     generation: int
+    started: float = 0.0
     buffer: bytes = b""
     requests: int = 0
+    in_flight: int = 0
+    connections: int = 0
+    last_heartbeat: float = 0.0
     told_to_stop: bool = False
+    exit_cause: str | None = None  # why we expect it to exit (recycling, timeout)
+    kill_at: float = 0.0  # hung: SIGKILL at this time, after its stack was dumped
 
 
 class Arbiter:
@@ -142,6 +152,7 @@ class Arbiter:
                     log.warning("Graceful timeout: killing %d worker(s) still busy", len(self.workers))
                 self._kill_all(signal.SIGKILL)
         else:
+            self._check_heartbeats(now)
             timeout = 1.0
             for group in self.groups:
                 if group.booted or group.down:
@@ -259,7 +270,7 @@ class Arbiter:
         slot.pid = pid
         slot.started = time.monotonic()
         slot.ready = False
-        handle = WorkerHandle(group, slot, pid, parent_end, group.generation)
+        handle = WorkerHandle(group, slot, pid, parent_end, group.generation, started=time.monotonic())
         self.workers[pid] = handle
         self.selector.register(parent_end, selectors.EVENT_READ, handle)
         log.debug("Booting worker %d of %s (pid %d)", slot.index, group.label, pid)
@@ -288,6 +299,7 @@ class Arbiter:
         group = handle.group
         if event == "ready":
             handle.slot.ready = True
+            handle.last_heartbeat = time.monotonic()
             if group.down:
                 group.down = False
                 self._unwatch_queue(group)
@@ -299,7 +311,14 @@ class Arbiter:
             self._retire_old_generation(group)
             self._announce_if_ready()
         elif event == "heartbeat":
+            handle.last_heartbeat = time.monotonic()
             handle.requests = int(message.get("requests", 0))  # type: ignore[call-overload]
+            handle.in_flight = int(message.get("in_flight", 0))  # type: ignore[call-overload]
+            handle.connections = int(message.get("connections", 0))  # type: ignore[call-overload]
+        elif event == "recycle":
+            reason = str(message.get("reason", "recycle"))
+            log.info("Worker %d of %s is recycling (%s); starting its replacement", handle.pid, group.label, reason)
+            self._replace(handle, reason)
         elif event == "load-error":
             self._on_load_error(group, str(message.get("message")), message.get("traceback"))
 
@@ -348,6 +367,38 @@ class Arbiter:
         for slot in group.slots:
             slot.retiring = False
 
+    def _replace(self, handle: WorkerHandle, cause: str) -> None:
+        """Start a fresh worker for this one's slot now; the old one is on its way out."""
+        handle.told_to_stop = True
+        handle.exit_cause = cause
+        group = handle.group
+        old = handle.slot
+        old.retiring = True
+        if self.stopping or old not in group.slots:
+            return
+        fresh = Slot(old.index)
+        group.slots[group.slots.index(old)] = fresh
+        self._spawn(group, fresh)
+
+    def _check_heartbeats(self, now: float) -> None:
+        """A worker whose loop stops answering (an inline app stuck past --timeout) is replaced."""
+        for handle in list(self.workers.values()):
+            if handle.kill_at:
+                if now >= handle.kill_at:
+                    handle.kill_at = 0.0
+                    self._signal(handle.pid, signal.SIGKILL)
+                continue
+            limit = handle.group.config.timeout + _HEARTBEAT_GRACE
+            if not handle.slot.ready or handle.told_to_stop or now - handle.last_heartbeat <= limit:
+                continue
+            log.error(
+                "Worker %d of %s sent no heartbeat for %.0fs (--timeout %gs): its stack follows; replacing it",
+                handle.pid, handle.group.label, now - handle.last_heartbeat, handle.group.config.timeout,
+            )
+            self._signal(handle.pid, signal.SIGUSR1)  # faulthandler in the worker prints every thread's stack
+            handle.kill_at = now + _DUMP_GRACE
+            self._replace(handle, "timeout")
+
     def _retire_old_generation(self, group: Group) -> None:
         if not all(slot.ready for slot in group.slots):
             return
@@ -385,10 +436,13 @@ class Arbiter:
                 self.exit_code = EXIT_FAILED
                 self.stop(graceful=False)
             return
+        if handle.exit_cause is not None:
+            group.restarts[handle.exit_cause.split(" ")[0]] += 1
         if expected:
             log.debug("Worker %d exited (%s)", handle.pid, reason)
             slot.pid = None
             return
+        group.restarts[reason.replace("killed by ", "")] += 1
         log.error("Worker %d of %s died (%s); restarting", handle.pid, group.label, reason)
         policy.record_exit(slot, time.monotonic())
         if slot.crashes > 1:

@@ -292,6 +292,8 @@ class HTTPConnection(asyncio.Protocol):
             ex.close_result()
         ctx = self.ctx
         ctx.requests_served += 1
+        if ctx.requests_served == ctx.recycle_at:
+            ctx.recycle("max-requests")
         self.exchange = None
         if ctx.access_log is not None:
             ctx.access_log(ex)
@@ -307,6 +309,17 @@ class HTTPConnection(asyncio.Protocol):
             return False
         return True
 
+    def time_out(self) -> None:
+        """The app thread is hung (see watchdog.py): answer 504 if we still can, and close."""
+        ex = self.exchange
+        if ex is None or self._closed:
+            return
+        if not ex.response.headers_sent:
+            self.transport.write(error_response(504, "Gateway Timeout", "The application did not answer in time."))
+            self.close()
+        else:
+            self.abort()
+
     def abort(self) -> None:
         if self.transport is not None and not self._closed:
             self.transport.abort()
@@ -318,7 +331,7 @@ class HTTPConnection(asyncio.Protocol):
     # -- called from app threads via call_soon_threadsafe -------------------------
 
     def write_from_thread(self, ex: run.Exchange, data: bytes) -> None:
-        if self._closed:
+        if self._closed or ex.timed_out:
             return
         self.transport.write(data)
         assert ex.permits is not None
@@ -328,7 +341,7 @@ class HTTPConnection(asyncio.Protocol):
             ex.permits.release()
 
     def finish_from_thread(self, ex: run.Exchange, data: bytes, abort: bool = False) -> None:
-        if self._closed:
+        if self._closed or ex.timed_out:
             return
         if abort:
             self.abort()

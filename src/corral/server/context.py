@@ -45,6 +45,9 @@ class ServerContext:
     connections: set[HTTPConnection] = field(default_factory=set)
     stopping: bool = False
     requests_served: int = 0
+    # Recycle (graceful stop, then replacement) when requests_served reaches this; 0: never.
+    recycle_at: int = 0
+    recycle: Callable[[str], None] = lambda reason: None
     _streaming_pool: ThreadPoolExecutor | None = None
     # Multi-site: the router, this worker's site, its mount and the other sites' handoff sockets.
     router: Router | None = None

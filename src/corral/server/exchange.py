@@ -50,6 +50,8 @@ class Exchange:
     bytes_out = 0
     permits: threading.Semaphore | None = None
     sendfile: Any = None
+    thread_ident: int | None = None  # the app thread running it (threaded mode)
+    timed_out = False
 
     def __init__(self, conn: HTTPConnection, request: Request, environ: dict[str, Any]) -> None:
         self.conn = conn
@@ -218,6 +220,7 @@ def run_threaded(ex: Exchange) -> None:
     conn = ex.conn
     loop = conn.ctx.loop
     response = ex.response
+    ex.thread_ident = threading.get_ident()
     ex.permits = threading.Semaphore(2)
     batch: list[bytes] = []
     pending = 0

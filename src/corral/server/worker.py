@@ -12,6 +12,7 @@ drain gracefully; a second SIGINT, or SIGQUIT, exits at once.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from ..config.sites import SiteConfig
 from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
 from ..observe.access import AccessLog
+from . import watchdog
 from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
@@ -124,10 +126,13 @@ class Worker:
             self.ctx.site_index = spec.site_index
             self.ctx.mount = spec.sites[spec.site_index].mount
             self.ctx.handoff = spec.handoff_send
+        self.ctx.recycle_at = watchdog.request_limit(config)
+        self.ctx.recycle = self.recycle
         self.servers: list[asyncio.AbstractServer] = []
         self.parent = os.getppid()
         self.stopped = asyncio.Event()
         self.interrupts = 0
+        self.recycling = False
 
     def run(self) -> int:
         try:
@@ -147,7 +152,11 @@ class Worker:
             self.servers.append(server)
         if self.spec.handoff_receive is not None:
             loop.add_reader(self.spec.handoff_receive.fileno(), self._adopt_handed_off)
+        # On a missed heartbeat the master sends SIGUSR1 first: the C-level handler prints
+        # every thread's Python stack even while an inline app blocks the loop.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         send(self.spec.channel, event="ready", pid=os.getpid())
+        self._heartbeat()
         sweeper = loop.create_task(self._sweep())
         await self.stopped.wait()
         sweeper.cancel()
@@ -185,8 +194,28 @@ class Worker:
     def _exit_now(self) -> None:
         os._exit(1)
 
+    def recycle(self, reason: str) -> None:
+        """Stop gracefully so the master starts a fresh worker (limits, hung requests)."""
+        if not self.recycling:
+            self.recycling = True
+            log.info("Worker %d recycling: %s", os.getpid(), reason)
+            send(self.spec.channel, event="recycle", reason=reason)
+            self.stopped.set()
+
+    def _heartbeat(self) -> None:
+        ctx = self.ctx
+        in_flight = sum(1 for conn in ctx.connections if conn.exchange is not None)
+        send(
+            self.spec.channel,
+            event="heartbeat",
+            requests=ctx.requests_served,
+            connections=len(ctx.connections),
+            in_flight=in_flight,
+        )
+
     async def _sweep(self) -> None:
         ctx = self.ctx
+        config = self.spec.config
         while True:
             await asyncio.sleep(1.0)
             now = self.loop.time()
@@ -196,7 +225,14 @@ class Worker:
                 log.warning("Master process died; worker %d exiting", os.getpid())
                 self.stopped.set()
                 return
-            send(self.spec.channel, event="heartbeat", requests=ctx.requests_served, connections=len(ctx.connections))
+            if ctx.executor is not None:
+                for conn in watchdog.hung_requests(ctx.connections, config.timeout):
+                    watchdog.report_hung(conn, config.timeout)
+                    conn.time_out()
+                    self.recycle("timeout")
+            if config.max_worker_memory and watchdog.rss_bytes() > config.max_worker_memory * 1024 * 1024:
+                self.recycle(f"memory above {config.max_worker_memory} MiB")
+            self._heartbeat()
 
     async def _drain(self) -> None:
         """Stop accepting, let in-flight requests finish, close idle connections."""
