@@ -97,7 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Write a {CONFIG_FILE} with dev and prod profiles for the Django project in this directory.",
     )
     init.add_argument("--force", action="store_true", help=f"Overwrite an existing {CONFIG_FILE}.")
+    for name, text in (
+        ("status", "Show every site and worker of a running server (pid, state, requests, RSS, age)."),
+        ("reload", "Reload the app code with zero failed requests (all sites, or one)."),
+        ("stop", "Stop a running server."),
+    ):
+        control = commands.add_parser(name, help=text, description=text + _CONTROL_HELP)
+        _add_config_flags(control)
+        control.add_argument("--bind", "-b", dest="bind", action="append", default=argparse.SUPPRESS, metavar="ADDRESS",
+                             help="The server's first --bind, to find its default control socket.")
+        control.add_argument("--control-socket", dest="control_socket", default=argparse.SUPPRESS, metavar="PATH",
+                             help="The server's control socket.")
+        if name == "status":
+            control.add_argument("--json", action="store_true", help="Print JSON for scripts.")
+        elif name == "reload":
+            control.add_argument("site", nargs="?", default=None, metavar="SITE", help="Only this site.")
+        else:
+            control.add_argument("--graceful", action=argparse.BooleanOptionalAction, default=True,
+                                 help="Finish in-flight requests first (default).")
     return parser
+
+
+_CONTROL_HELP = (
+    " The server is found by its control socket: --control-socket, else the one in corral.toml (or --config),"
+    " else the default derived from its first --bind."
+)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -161,6 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .commands.check import check
 
         return check(plan)
+    if args.command in ("status", "reload", "stop"):
+        from .commands import control
+
+        if args.command == "status":
+            return control.status(plan.server, args.json)
+        if args.command == "reload":
+            return control.reload(plan.server, args.site)
+        return control.stop(plan.server, args.graceful)
     if args.command == "dev":
         if plan.multi_site:
             parser.exit(

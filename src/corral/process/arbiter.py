@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import Config
 from ..config.sites import SiteConfig
@@ -34,9 +35,11 @@ from ..server.handoff import handoff_pair, receive_connection
 from ..server.worker import EXIT_APP_LOAD_ERROR, WorkerSpec
 from ..wsgi.response import error_response
 from . import policy
+from .control import ControlError, ControlServer, control_path
 from .policy import Slot
 from .signals import SignalQueue
 from .spawn import VirtualenvError, exec_worker, fork_worker
+from .status import status
 
 log = logging.getLogger("corral.error")
 
@@ -111,6 +114,8 @@ class Arbiter:
         self.interrupts = 0
         self.stragglers_killed = False
         self.announced = False
+        self.started = time.monotonic()
+        self.control: ControlServer | None = None
         if sites:
             self.groups = [Group(i, site.name, site.config, site) for i, site in enumerate(sites)]
             for group in self.groups:
@@ -127,6 +132,12 @@ class Arbiter:
     def run(self) -> int:
         self.signals.install()
         self.selector.register(self.signals.fileno(), selectors.EVENT_READ, None)
+        try:
+            self.control = ControlServer(control_path(self.config), self.command)
+        except (ControlError, OSError) as exc:
+            log.warning("No control socket (corral status/reload/stop will not reach this server): %s", exc)
+        else:
+            self.selector.register(self.control.fileno(), selectors.EVENT_READ, self.control)
         for group in self.groups:
             group.slots = [Slot(i) for i in range(group.config.workers)]
             self._spawn(group, group.slots[0])  # boot one first: a broken app fails once, loudly
@@ -136,6 +147,8 @@ class Arbiter:
         finally:
             self.signals.close()
             self.selector.close()
+            if self.control is not None:
+                self.control.close()
             for group in self.groups:
                 for sock in (group.handoff_send, group.handoff_receive):
                     if sock is not None:
@@ -164,6 +177,8 @@ class Arbiter:
                 self.signals.drain_wakeups()
             elif isinstance(key.data, Group):
                 self._refuse_queued(key.data)
+            elif isinstance(key.data, ControlServer):
+                key.data.accept_all()
             else:
                 self._read_channel(key.data)
         while self.signals.pending:
@@ -215,6 +230,24 @@ class Arbiter:
                 sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass  # not listening (already shut down) or not a socket the kernel can shut
+
+    def command(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Answer one control-socket command."""
+        command = message.get("command")
+        if command == "status":
+            return status(self)
+        if command == "reload":
+            site = message.get("site")
+            if site is not None and site not in {g.name for g in self.groups}:
+                return {"error": f"no site named {site!r}; sites: {', '.join(g.name for g in self.groups)}"}
+            self.reload(site)
+            return {"ok": True, "reloading": site or "all"}
+        if command == "stop":
+            graceful = bool(message.get("graceful", True))
+            log.info("Stop requested over the control socket (%s)", "graceful" if graceful else "immediate")
+            self.stop(graceful=graceful)
+            return {"ok": True}
+        return {"error": f"unknown command {command!r}; expected status, reload or stop"}
 
     def reload(self, site: str | None = None) -> None:
         """Start a new generation; each group's old one retires when its new one is ready."""

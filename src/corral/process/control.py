@@ -1,0 +1,134 @@
+"""The control socket: `corral status`, `corral reload [SITE]`, `corral stop`.
+
+A Unix socket (mode 0600: only the server's user may steer it) that the
+master's selector loop serves. A client sends one JSON line, e.g.
+{"command": "reload", "site": "blog"}, and gets one JSON line back. Requests
+are tiny and answered from the master's own state, so each is handled
+synchronously with a short timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Config
+
+_TIMEOUT = 2.0  # seconds a control client gets to send its line
+_MAX_LINE = 65536
+
+
+class ControlError(Exception):
+    pass
+
+
+def runtime_dir() -> str:
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isdir(base):
+        return base
+    path = f"/tmp/corral-{os.getuid()}"
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def control_path(config: Config) -> str:
+    """The configured path, else one derived from the first bind (so `corral status` finds it)."""
+    if config.control_socket:
+        return config.control_socket
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", config.bind[0] if config.bind else "default").strip("_")
+    return os.path.join(runtime_dir(), f"corral-{name}.sock")
+
+
+class ControlServer:
+    def __init__(self, path: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self.path = path
+        self.handler = handler
+        if os.path.exists(path):
+            probe = socket.socket(socket.AF_UNIX)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # stale, from a server that is gone
+            else:
+                raise ControlError(f"control socket {path} is in use by another running server")
+            finally:
+                probe.close()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o077)
+        try:
+            self.sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def accept_all(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            with client:
+                self._serve(client)
+
+    def _serve(self, client: socket.socket) -> None:
+        client.settimeout(_TIMEOUT)
+        try:
+            data = b""
+            while b"\n" not in data and len(data) < _MAX_LINE:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            try:
+                message = json.loads(data.split(b"\n", 1)[0] or b"{}")
+                reply = self.handler(message) if isinstance(message, dict) else {"error": "expected a JSON object"}
+            except ValueError:
+                reply = {"error": "expected one JSON line"}
+            client.sendall(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass  # the client went away; nothing to answer
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def send_command(path: str, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Client side: one command, one reply."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except FileNotFoundError:
+        raise ControlError(f"no server is running with control socket {path}") from None
+    except ConnectionRefusedError:
+        raise ControlError(f"nothing answers on control socket {path} (server stopped?)") from None
+    except OSError as exc:
+        raise ControlError(f"control socket {path}: {exc}") from None
+    finally:
+        sock.close()
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise ControlError(f"control socket {path} gave no answer") from None
+    if not isinstance(reply, dict):
+        raise ControlError("malformed answer from the server")
+    return reply
