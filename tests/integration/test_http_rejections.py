@@ -298,3 +298,76 @@ def test_keepalive_timeout_restarts_with_each_request(serve) -> None:
             time.sleep(0.6)  # idle, but under the timeout each time
         _, closed = read_to_eof(sock, timeout=5)
     assert closed
+
+
+def test_stalled_body_gets_408_after_body_timeout(serve) -> None:
+    server = serve("counting:app", "--body-timeout", "1")
+    with server.connect() as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        data, closed = read_to_eof(sock, timeout=5)
+        elapsed = time.monotonic() - started
+    assert closed and data.startswith(b"HTTP/1.1 408 ")
+    assert 0.9 <= elapsed < 3.5
+    assert hits(server) == []
+
+
+# -- Upgrade -----------------------------------------------------------------------------------
+
+
+def test_upgrade_is_answered_as_http_then_closed(serve) -> None:
+    """We never switch protocols: the request is served, and what follows is never parsed."""
+    server = serve("counting:app")
+    raw = (
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        + b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    data, closed = send_raw(server, raw)
+    assert closed
+    responses = split_responses(data)
+    assert [r[0].split()[1] for r in responses] == ["200"]
+    assert responses[0][1]["connection"] == "close"
+    assert hits(server) == ["GET /ws"]
+
+
+# -- 100-continue bodies that go wrong (server bugs: see the xfail reasons) ------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server bug: a client that half-closes in the middle of a 100-continue body leaves the app "
+    "blocked on wsgi.input until --body-timeout; eof_received should fail the StreamingBody",
+)
+def test_half_close_mid_100_continue_body_releases_the_app(serve) -> None:
+    # A short graceful timeout: stopping the server must not wait on the blocked app.
+    server = serve("basic:echo", "--threads", "2", "--graceful-timeout", "1")
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"ab")
+        sock.shutdown(socket.SHUT_WR)  # the rest of the body will never come
+        _, closed = read_to_eof(sock, timeout=3)
+    assert closed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server bug: a framing error (or 413) in a 100-continue body reaches the app as OSError and the "
+    "client gets 500 instead of the protocol error's own status",
+)
+@pytest.mark.parametrize(
+    ("chunks", "status"),
+    [(b"3\r\nabc\r\nzz\r\n", b"400"), (b"f\r\nabcabcabcabcabc\r\n0\r\n\r\n", b"413")],
+    ids=["bad-chunk-size", "too-large"],
+)
+def test_protocol_error_in_100_continue_body_keeps_its_status(serve, chunks: bytes, status: bytes) -> None:
+    server = serve("basic:echo", "--threads", "2", "--max-body-size", "10")
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(chunks)
+        data, closed = read_to_eof(sock)
+    assert closed
+    assert data.startswith(b"HTTP/1.1 " + status + b" ")
