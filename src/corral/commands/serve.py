@@ -16,6 +16,32 @@ from ..server.listeners import BindError, listen, parse_bind
 log = logging.getLogger("corral.error")
 
 
+SD_LISTEN_FDS_START = 3  # systemd passes activated sockets from fd 3 on
+
+
+def inherited_listeners() -> list[socket.socket]:
+    """Sockets handed over by systemd socket activation (LISTEN_FDS), if they are for us.
+
+    systemd keeps them open across restarts of the service, so a restart of the
+    master never refuses a connection: the kernel queues them meanwhile.
+    """
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # not for the workers or the app
+    sockets = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        os.set_inheritable(fd, True)
+        sockets.append(sock)
+        where = sock.getsockname()
+        shown = f"unix:{where}" if sock.family == socket.AF_UNIX else f"http://{where[0]}:{where[1]}"
+        log.info("Listening at %s (socket from systemd)", shown)
+    return sockets
+
+
 def open_listeners(config: Config) -> list[socket.socket]:
     sockets = []
     for text in config.bind:
@@ -29,7 +55,8 @@ def open_listeners(config: Config) -> list[socket.socket]:
 def serve(config: Config, plan: Plan | None = None) -> int:
     logs.configure(config.log_level)
     try:
-        sockets = open_listeners(config)
+        activated = inherited_listeners()
+        sockets = activated or open_listeners(config)
     except BindError as exc:
         sys.stderr.write(f"corral: error: {exc}\n")
         return 1
@@ -40,10 +67,10 @@ def serve(config: Config, plan: Plan | None = None) -> int:
         what = config.app or (f"Django settings {config.settings}" if config.settings else "the welcome app")
         log.info("Corral %s serving %s", _version(), what)
     try:
-        return Arbiter(config, sockets, sites).run()
+        return Arbiter(config, sockets, sites, socket_activated=bool(activated)).run()
     finally:
         for sock in sockets:
-            if sock.family == socket.AF_UNIX:
+            if sock.family == socket.AF_UNIX and not activated:  # systemd owns its socket files
                 path = sock.getsockname()
                 if isinstance(path, str) and path:
                     try:

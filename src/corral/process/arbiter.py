@@ -100,7 +100,9 @@ class Arbiter:
         sockets: list[socket.socket],
         sites: tuple[SiteConfig, ...] = (),
         spawn: Spawner | None = None,
+        socket_activated: bool = False,
     ) -> None:
+        self.socket_activated = socket_activated
         self.config = config
         self.sockets = sockets
         self.sites = sites
@@ -197,9 +199,10 @@ class Arbiter:
                 self.stop(graceful=False)
                 return
         if sig in (signal.SIGTERM, signal.SIGINT):
+            self.stop(graceful=True)
+            # Logged after stop(): once this line is out, new connections are refused.
             name = signal.Signals(sig).name
             log.info("Received %s: finishing in-flight requests (up to %gs)", name, self.config.graceful_timeout)
-            self.stop(graceful=True)
         elif sig == signal.SIGQUIT:
             self.stop(graceful=False)
         elif sig == signal.SIGHUP:
@@ -224,7 +227,11 @@ class Arbiter:
         holds the listening socket, and we hold it until the end: without this a
         draining server accepts connections nobody will answer. shutdown() (unlike
         close()) acts on the socket every worker shares and leaves our fd valid.
+        Sockets systemd lent us are left alone: it keeps them for the next master,
+        and the connections queued meanwhile are that master's to answer.
         """
+        if self.socket_activated:
+            return
         for sock in self.sockets:
             try:
                 sock.shutdown(socket.SHUT_RD)
