@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from .files import is_project_file
 
 log = logging.getLogger("corral.error")
 
@@ -67,3 +70,26 @@ def with_static_files(app: WSGIApp) -> WSGIApp:
     except ImproperlyConfigured as exc:
         log.warning("Not serving static files: %s", exc)
         return app
+
+
+def django_template_dirs() -> set[str]:
+    """The project's Django template directories, which runserver watches too.
+
+    Since Django 4.1 the cached template loader is on even with DEBUG, so an edited
+    template is only seen after a restart: these directories are watched like --watch.
+    """
+    if "django.apps" not in sys.modules:
+        return set()
+    from django.apps import apps
+
+    if not apps.ready:
+        return set()
+    try:
+        from django.template.autoreload import get_template_directories
+
+        found = get_template_directories()  # type: ignore[no-untyped-call]
+    except Exception:  # an unusual TEMPLATES setting must not stop the app from serving
+        log.debug("Could not list Django template directories", exc_info=True)
+        return set()
+    paths = {os.path.realpath(path) for path in found}
+    return {path for path in paths if is_project_file(path) and os.path.isdir(path)}

@@ -4,6 +4,8 @@ Messages on the channel (JSON lines, as server/worker.py sends them):
   {"event": "files", "files": {path: mtime}}   project files imported so far; sent
       after loading and again whenever more modules were imported (Django imports
       views on the first request), so lazily imported files are watched too.
+  {"event": "trees", "paths": [...]}   directories to watch recursively (Django's
+      template directories), sent once after loading.
   {"event": "load-error", "message": ..., "traceback": ...}   the app did not load;
       unlike a production worker, the child then serves a 500 page naming the
       error, so the socket keeps answering while the developer fixes the code.
@@ -24,7 +26,7 @@ from ..loading import AppLoadError, load_app
 from ..server.environment import prepare_process
 from ..server.worker import Worker, WorkerSpec, send
 from . import files
-from .apps import broken_app, with_static_files
+from .apps import broken_app, django_template_dirs, with_static_files
 from .output import DevAccessLog
 
 REPORT_INTERVAL = 1.0  # seconds between checks for newly imported modules
@@ -67,6 +69,9 @@ def run_child(spec: WorkerSpec, dev_access_log: bool = True) -> int:
         app = broken_app(message, None)
     else:
         reporter.report()
+        trees = django_template_dirs()
+        if trees:
+            send(spec.channel, event="trees", paths=sorted(trees))
     worker = Worker(spec, app)
     if dev_access_log:
         worker.ctx.access_log = DevAccessLog()

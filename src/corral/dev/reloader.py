@@ -257,6 +257,14 @@ class Reloader:
                 sys.stderr.write(str(user_traceback))
                 sys.stderr.flush()
             log.error("%s", child.error)
+        elif event == "trees":
+            paths = message.get("paths")
+            if isinstance(paths, list):
+                new = [path for path in paths if isinstance(path, str) and path not in self.watch_paths]
+                self.watch_paths.extend(new)
+                self.watcher.add_trees(new)
+        elif event == "recycle":  # --max-requests, --max-worker-memory, a hung request: replace it at once
+            self.restart_pending = True
         elif event == "ready":
             child.ready_at = time.monotonic()
             if child.error is None:
