@@ -118,6 +118,23 @@ def test_sigterm_finishes_the_request_in_flight(serve: Serve, mode: str) -> None
     assert time.monotonic() - started < 5.0
 
 
+def test_response_finished_during_a_stop_announces_the_close(serve: Serve) -> None:
+    """A keep-alive client must learn from the response itself that the connection ends.
+
+    (Threaded mode: inline, the worker only sees the signal after the app returned.)
+    """
+    server = serve("wsgi_apps:app", "--threads", "4")
+    with server.connect(timeout=10) as sock:
+        start = len(server.log_lines)
+        sock.sendall(b"GET /sleep?s=1&tag=ka HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert server.wait_for(r"sleeping \d+ ka", 5, start=start)
+        server.signal(signal.SIGTERM)
+        raw = read_until_close(sock, 5)
+    head = raw.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 200") and b"\r\nConnection: close" in head
+    assert server.wait(10) == 0
+
+
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_graceful_timeout_bounds_the_stop(serve: Serve, mode: str) -> None:
     server = serve("wsgi_apps:app", "--graceful-timeout", "1", *MODES[mode])

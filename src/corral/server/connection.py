@@ -450,8 +450,11 @@ class HTTPConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Graceful stop: idle connections close now, busy ones after their response."""
-        if self.exchange is None and not self.parser.mid_request and not self.parser.ready:
+        ex = self.exchange
+        if ex is None and not self.parser.mid_request and not self.parser.ready:
             self.close()
+        elif ex is not None and not ex.response.headers_sent:
+            ex.response.keep_alive = False  # say "Connection: close", so no client reuses it
 
     def _connection_environ(self, transport: Any) -> dict[str, Any]:
         ctx = self.ctx
