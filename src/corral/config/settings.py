@@ -51,6 +51,23 @@ def setting(
     return field(default=default, metadata=meta)
 
 
+def _parse_access_log_format(text: str) -> str:
+    choice = values.parse_text(text).lower()
+    if choice not in ("combined", "json"):
+        raise values.ValueProblem(f"expected combined or json, got {text!r}")
+    return choice
+
+
+def _parse_metrics_bind(text: str) -> str:
+    from ..observe.httpd import parse_address  # the one parser of HOST:PORT the metrics server uses
+
+    try:
+        parse_address(values.parse_text(text))
+    except ValueError as exc:
+        raise values.ValueProblem(str(exc)) from None
+    return text
+
+
 @dataclass(frozen=True)
 class Config:
     # -- what to serve ---------------------------------------------------------
@@ -212,8 +229,22 @@ class Config:
         site=True,
         path=True,
     )
+    access_log_format: str = setting(
+        "combined",
+        "Access log format: combined (Apache's) or json (one object per line).",
+        _parse_access_log_format,
+        metavar="FORMAT",
+        site=True,
+    )
     log_level: str = setting(
         "info", "Error log level: debug, info, warning, error, critical.", values.parse_log_level, metavar="LEVEL"
+    )
+    # -- observability -----------------------------------------------------------
+    metrics_bind: str | None = setting(
+        None,
+        "Serve Prometheus /metrics and the /healthz, /readyz probes on HOST:PORT. Off by default.",
+        _parse_metrics_bind,
+        metavar="HOST:PORT",
     )
 
     def replace(self, **changes: Any) -> Config:
