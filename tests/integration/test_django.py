@@ -210,8 +210,12 @@ def run_corral_failing(project: Path, *args: str) -> list[str]:
     )
     assert result.returncode == 1, result.stderr
     assert result.stdout == ""
-    info = [line for line in result.stderr.splitlines() if _LOG_LINE.match(line)]
-    assert all("[INFO]" in line for line in info), result.stderr  # no "[ERROR] Worker crashed"
+    logged = [line for line in result.stderr.splitlines() if _LOG_LINE.match(line)]
+    # No "[ERROR] Worker crashed" with Corral's own traceback, and no "Graceful timeout: killing
+    # N worker(s) still busy": the worker failed to load, nothing was busy. (Unrelated warnings,
+    # such as another test's server holding the default control socket, are allowed.)
+    assert not [line for line in logged if "[ERROR]" in line or "[CRITICAL]" in line], result.stderr
+    assert not [line for line in logged if "Graceful timeout" in line], result.stderr
     return [line for line in result.stderr.splitlines() if not _LOG_LINE.match(line)]
 
 
