@@ -243,7 +243,8 @@ class RequestParser:
         request.complete = True
         body = request.body
         if body is not None:  # every chunked request has one
-            if request.chunked and not self._chunks:
+            if request.chunked and not self._chunks and not self._parser.should_upgrade():
+                # (An Upgrade request's body is skipped by llhttp; _upgrade() refuses it.)
                 raise BadRequest("Transfer-Encoding: chunked without chunked framing")
             body.finish()
         if not (request.expect_continue and request.has_body):
