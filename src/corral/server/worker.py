@@ -119,7 +119,9 @@ class Worker:
             executor=executor,
             multiprocess=config.workers > 1,
             max_connections=config.max_connections,
-            access_log=AccessLog(config.access_log) if config.access_log else None,
+            access_log=AccessLog(
+                config.access_log, config.access_log_format, site=spec.site.name if spec.site else "main"
+            ) if config.access_log else None,
         )
         if spec.sites:
             self.ctx.router = Router(spec.sites)
@@ -242,13 +244,12 @@ class Worker:
             self.loop.remove_reader(self.spec.handoff_receive.fileno())
         for server in self.servers:
             server.close()
-        for conn in list(ctx.connections):
-            conn.shutdown()
         deadline = self.loop.time() + self.spec.config.graceful_timeout
         while ctx.connections and self.loop.time() < deadline:
-            await asyncio.sleep(0.05)
+            now = self.loop.time()
             for conn in list(ctx.connections):
-                conn.shutdown()
+                conn.shutdown(now)
+            await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
             conn.abort()
         if ctx.executor is not None:
