@@ -217,6 +217,7 @@ class Arbiter:
             self.stopping = True
             margin = self.config.graceful_timeout + _KILL_MARGIN if graceful else 0.0
             self.stop_deadline = time.monotonic() + margin
+            self.stragglers_killed = not graceful  # an immediate stop kills by design: no warning
         self._kill_all(signal.SIGTERM if graceful else signal.SIGKILL)
         self._stop_listening()
 
@@ -360,6 +361,8 @@ class Arbiter:
             log.info("Worker %d of %s is recycling (%s); starting its replacement", handle.pid, group.label, reason)
             self._replace(handle, reason)
         elif event == "load-error":
+            if handle.generation != group.generation:
+                return  # a reload already abandoned: its error was reported once
             self._on_load_error(group, str(message.get("message")), message.get("traceback"))
 
     def _announce_if_ready(self) -> None:

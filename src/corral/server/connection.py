@@ -13,6 +13,7 @@ costs one clock read per request instead of timer churn.
 from __future__ import annotations
 
 import asyncio
+from asyncio import _set_running_loop
 import logging
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -38,6 +39,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # Deadline kinds (what expires when the deadline passes).
 IDLE, HEAD, BODY, SEND, NONE = range(5)
+DRAIN_IDLE_GRACE = 0.5  # seconds of quiet before a draining worker closes an idle connection
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -55,6 +57,7 @@ class HTTPConnection(asyncio.Protocol):
         self._base_environ: dict[str, Any] = {}
         self.deadline = 0.0
         self.deadline_kind = HEAD
+        self.opened = 0.0
         self.peer = ""
         # Multi-site: the bytes read before the first request was routed (handed on if it isn't ours).
         self._raw: bytearray | None = bytearray() if ctx.router is not None else None
@@ -66,14 +69,17 @@ class HTTPConnection(asyncio.Protocol):
         ctx = self.ctx
         self.transport = transport
         ctx.connections.add(self)
-        if len(ctx.connections) > ctx.max_connections or ctx.stopping:
+        # (A connection accepted just as we began draining is still served: the client
+        # already counts on it. Its response says Connection: close.)
+        if len(ctx.connections) > ctx.max_connections:
             transport.write(error_response(503, "Service Unavailable", "Too many connections."))
             transport.close()
             return
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         self._base_environ = self._connection_environ(transport)
         self.deadline_kind = HEAD
-        self.deadline = ctx.loop.time() + ctx.timeouts.header
+        self.opened = ctx.loop.time()
+        self.deadline = self.opened + ctx.timeouts.header
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
@@ -288,9 +294,13 @@ class HTTPConnection(asyncio.Protocol):
 
     def complete(self, ex: run.Exchange) -> bool:
         """The response is fully handed to the transport. True if the connection lives on."""
-        if ex.result is not None:
-            ex.close_result()
         ctx = self.ctx
+        if ex.result is not None:
+            _set_running_loop(None)  # close() is app code: synchronous, as in run_inline
+            try:
+                ex.close_result()
+            finally:
+                _set_running_loop(ctx.loop)
         ctx.requests_served += 1
         if ctx.requests_served == ctx.recycle_at:
             ctx.recycle("max-requests")
@@ -448,11 +458,18 @@ class HTTPConnection(asyncio.Protocol):
             log.info("Closing connection to %s: the client stopped reading the response", self.peer)
             self.abort()
 
-    def shutdown(self) -> None:
-        """Graceful stop: idle connections close now, busy ones after their response."""
+    def shutdown(self, now: float) -> None:
+        """Graceful stop: busy connections close after their response ("Connection: close").
+
+        An idle keep-alive connection is closed only once it has been quiet for
+        DRAIN_IDLE_GRACE: closing it the instant we stop would race a request the
+        client is sending right then, which fails on the client's side.
+        """
         ex = self.exchange
         if ex is None and not self.parser.mid_request and not self.parser.ready:
-            self.close()
+            idle_since = self.deadline - self.ctx.timeouts.keepalive if self.deadline_kind == IDLE else self.opened
+            if now - idle_since >= DRAIN_IDLE_GRACE:
+                self.close()
         elif ex is not None and not ex.response.headers_sent:
             ex.response.keep_alive = False  # say "Connection: close", so no client reuses it
 

@@ -17,6 +17,7 @@ aborts the connection rather than faking a complete response.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -57,7 +58,8 @@ class Exchange:
         self.conn = conn
         self.request = request
         self.environ = environ
-        self.response = Response(request.version, request.method == "HEAD", request.keep_alive, self.write_inline)
+        keep_alive = request.keep_alive and not conn.ctx.stopping  # draining: tell the client to reconnect
+        self.response = Response(request.version, request.method == "HEAD", keep_alive, self.write_inline)
         self.started = time.monotonic()
 
     def write_inline(self, data: bytes) -> None:
@@ -249,7 +251,7 @@ def run_threaded(ex: Exchange) -> None:
     try:
         ex.result = result = conn.ctx.app(ex.environ, response.start_response)
         if isinstance(result, FileWrapper) and not batch and not response.headers_sent:
-            loop.call_soon_threadsafe(conn.sendfile_from_thread, ex, result)
+            loop.call_soon_threadsafe(conn.sendfile_from_thread, ex, _detach(ex, result))
             return
         in_memory = type(result) is list or type(result) is tuple
         for data in result:
@@ -289,6 +291,22 @@ def run_threaded(ex: Exchange) -> None:
     else:
         ex.close_result()
     loop.call_soon_threadsafe(conn.finish_from_thread, ex, b"".join(batch))
+
+
+def _detach(ex: Exchange, wrapper: FileWrapper) -> FileWrapper:
+    """Close the app's response here, in its own thread, keeping a private copy of the file.
+
+    The loop sends the file later; closing the response is the app's business and
+    belongs on the thread that ran it (Django closes its database connections in
+    close(), per thread).
+    """
+    span = wrapper.sendfile_range()
+    if span is None:
+        return wrapper  # not an OS file: the loop reads it and closes it afterwards
+    private = FileWrapper(os.fdopen(os.dup(span[0]), "rb"), wrapper.blksize)
+    ex.close_result()
+    ex.result = private
+    return private
 
 
 def _acquire(ex: Exchange) -> None:
