@@ -13,8 +13,8 @@ costs one clock read per request instead of timer churn.
 from __future__ import annotations
 
 import asyncio
-from asyncio import _set_running_loop
 import logging
+from asyncio import _set_running_loop
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
