@@ -39,7 +39,10 @@ def control_path(config: Config) -> str:
     """The configured path, else one derived from the first bind (so `corral status` finds it)."""
     if config.control_socket:
         return config.control_socket
-    name = re.sub(r"[^A-Za-z0-9.-]+", "_", config.bind[0] if config.bind else "default").strip("_")
+    bind = config.bind[0] if config.bind else "default"
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", bind).strip("_")
+    if bind.endswith(":0"):
+        name += f"-{os.getpid()}"  # an ephemeral port names no server: keep concurrent ones apart
     return os.path.join(runtime_dir(), f"corral-{name}.sock")
 
 
