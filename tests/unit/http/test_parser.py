@@ -1,0 +1,116 @@
+"""Parser behaviour the corpus cannot show: what is ready when, sticky errors,
+failing a body mid-stream, and limits that span several reads."""
+
+from __future__ import annotations
+
+import pytest
+from corpus import Sink
+
+from corral.http.errors import HTTPError
+from corral.http.limits import Limits
+from corral.http.parser import RequestParser
+
+HEAD = b"POST / HTTP/1.1\r\nHost: t\r\n"
+
+
+def _parser(limits: Limits | None = None) -> tuple[RequestParser, list[Sink]]:
+    sinks: list[Sink] = []
+
+    def factory(request: object) -> Sink:
+        sinks.append(Sink())
+        return sinks[-1]
+
+    return RequestParser(limits or Limits(), factory), sinks
+
+
+def _status(parser: RequestParser, *pieces: bytes) -> int | None:
+    try:
+        for piece in pieces:
+            parser.feed(piece)
+    except HTTPError as error:
+        return error.status
+    return None
+
+
+def test_expect_continue_request_is_ready_at_its_head() -> None:
+    parser, sinks = _parser()
+    parser.feed(HEAD + b"Expect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+    assert len(parser.ready) == 1 and not parser.ready[0].complete
+    assert parser.receiving_body is parser.ready[0]
+    parser.feed(b"body")
+    assert parser.ready[0].complete and bytes(sinks[0].data) == b"body" and sinks[0].finished
+    assert parser.receiving_body is None and not parser.mid_request
+
+
+def test_plain_request_is_ready_only_when_complete() -> None:
+    parser, _ = _parser()
+    parser.feed(HEAD + b"Content-Length: 4\r\n\r\nbo")
+    assert not parser.ready and parser.mid_request and not parser.awaiting_head
+    parser.feed(b"dy")
+    assert len(parser.ready) == 1
+
+
+def test_error_mid_body_fails_the_body_for_a_waiting_app() -> None:
+    parser, sinks = _parser()
+    parser.feed(HEAD + b"Expect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    assert _status(parser, b"zz\r\n") == 400
+    assert isinstance(sinks[0].failed, HTTPError) and sinks[0].failed.status == 400
+
+
+def test_too_large_headers_caught_for_a_second_request_in_the_same_read() -> None:
+    """The header-size check once relied on a byte count reset by each message start."""
+    parser, _ = _parser(Limits(max_header_size=100))
+    small = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    big = b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"v" * 200 + b"\r\n\r\n"
+    assert _status(parser, small + big) == 431
+    assert len(parser.ready) == 1
+
+
+def test_endless_field_line_stopped_across_many_reads() -> None:
+    parser, _ = _parser(Limits(max_request_line=100, max_header_size=100))
+    pieces = [b"GET / HTTP/1.1\r\nHost: t\r\nX: "] + [b"v" * 100] * 100
+    assert _status(parser, *pieces) == 431
+
+
+def test_endless_trailers_stopped() -> None:
+    parser, _ = _parser(Limits(max_header_size=100))
+    pieces = [HEAD + b"Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"] + [b"X-T: " + b"v" * 1000 + b"\r\n"] * 100
+    assert _status(parser, *pieces) == 413
+
+
+def test_endless_chunk_extension_stopped() -> None:
+    parser, _ = _parser(Limits(max_header_size=100))
+    assert _status(parser, HEAD + b"Transfer-Encoding: chunked\r\n\r\n1;ext=", *[b"v" * 1000] * 100) == 413
+
+
+def test_small_chunks_are_not_mistaken_for_abuse() -> None:
+    parser, sinks = _parser(Limits(max_body_size=10_000))
+    parser.feed(HEAD + b"Transfer-Encoding: chunked\r\n\r\n")
+    for _ in range(5000):
+        parser.feed(b"1\r\nx\r\n")
+    parser.feed(b"0\r\n\r\n")
+    assert len(sinks[0].data) == 5000 and parser.ready[0].complete
+
+
+def test_upgrade_answered_then_nothing_more_parsed() -> None:
+    parser, _ = _parser()
+    parser.feed(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\x00\x01binary")
+    assert len(parser.ready) == 1 and parser.ready[0].keep_alive is False and parser.upgraded
+    parser.feed(b"GET /more HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert len(parser.ready) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "keep_alive"),
+    [
+        (b"keep-alive", True),
+        (b"close", False),
+        (b"keep-alive, close", False),
+        (b"Keep-Alive , CLOSE", False),
+        (b"keep-alive, closed", True),
+    ],
+)
+def test_http10_connection_tokens(value: bytes, keep_alive: bool) -> None:
+    parser, _ = _parser()
+    parser.feed(b"GET / HTTP/1.0\r\nConnection: " + value + b"\r\n\r\n")
+    assert parser.ready[0].keep_alive is keep_alive
