@@ -461,12 +461,29 @@ class Arbiter:
             handle = self.workers.pop(pid, None)
             if handle is None:
                 continue
+            self._drain_channel(handle)
             try:
                 self.selector.unregister(handle.channel)
             except (KeyError, ValueError):
                 pass
             handle.channel.close()
             self._on_exit(handle, status)
+
+    def _drain_channel(self, handle: WorkerHandle) -> None:
+        """Read what a dead worker said last (e.g. its load error) before its exit is judged.
+
+        SIGCHLD can be handled in the same tick its last message arrives, or before it;
+        closing the channel unread would lose the one line that tells the user why.
+        """
+        for _ in range(64):  # bounded: a dead worker wrote a finite amount
+            if handle.channel.fileno() < 0:
+                return
+            try:
+                if not handle.channel.recv(1, socket.MSG_PEEK):
+                    return  # EOF: everything was read
+            except (BlockingIOError, InterruptedError, OSError):
+                return
+            self._read_channel(handle)
 
     def _on_exit(self, handle: WorkerHandle, status: int) -> None:
         slot = handle.slot
