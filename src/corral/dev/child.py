@@ -1,7 +1,7 @@
 """The dev child: loads the app once, tells the reloader which files it imported, serves.
 
 Messages on the channel (JSON lines, as server/worker.py sends them):
-  {"event": "files", "files": {path: mtime}}   project files imported so far; sent
+  {"event": "files", "files": [path, ...]}   project files imported so far; sent
       after loading and again whenever more modules were imported (Django imports
       views on the first request), so lazily imported files are watched too.
   {"event": "trees", "paths": [...]}   directories to watch recursively (Django's
@@ -47,7 +47,7 @@ class FileReporter:
         new = (files.module_files() | extra) - self.known
         if new:
             self.known |= new
-            send(self.channel, event="files", files=files.mtimes(new))
+            send(self.channel, event="files", files=sorted(new))
 
 
 def run_child(spec: WorkerSpec, dev_access_log: bool = True) -> int:

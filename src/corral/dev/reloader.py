@@ -248,7 +248,7 @@ class Reloader:
         event = message.get("event")
         if event == "files":
             reported = message.get("files")
-            if isinstance(reported, dict):
+            if isinstance(reported, list):
                 self._watch_files(child, reported)
         elif event == "load-error":
             child.error = str(message.get("message"))
@@ -273,14 +273,14 @@ class Reloader:
             else:
                 log.info("Waiting for a change; until the app loads, requests get an error page naming the error")
 
-    def _watch_files(self, child: Child, reported: dict[str, object]) -> None:
+    def _watch_files(self, child: Child, reported: list[object]) -> None:
         new = {path for path in reported if isinstance(path, str) and path not in self.files}
         self.files |= new
         self.watcher.add_dirs({os.path.dirname(path) for path in new})
-        # Changed between the child importing it and the watch being in place? Then the
-        # child may run the old code: restart. (An edit older than the fork cannot be.)
+        # A file changed after the fork may have changed after the child imported it, before
+        # the watch above was in place: restart to be sure (at worst one restart too many).
         for path, mtime in files.mtimes(new).items():
-            if mtime > child.forked_at - MTIME_SLACK and mtime != reported.get(path):
+            if mtime > child.forked_at - MTIME_SLACK:
                 self.restart(f"{format_changes([path], self.root)} changed while loading")
                 return
 
