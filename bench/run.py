@@ -85,6 +85,7 @@ class Case:
 
 PEERS = ("corral", "gunicorn", "waitress", "granian", "bjoern")
 THREADED = ("corral-t8", "gunicorn-gthread")
+SITES = ("corral-sites", "corral")
 
 CASES: dict[str, Case] = {
     case.name: case
@@ -95,6 +96,8 @@ CASES: dict[str, Case] = {
         Case("upload-ka", "echo", PEERS, upload=True, description="1 MiB POST read by the app"),
         Case("django-ka", "application", PEERS, django=True, description="minimal Django view"),
         Case("hello-ka-t8", "hello", THREADED, description="hello-ka, 8-thread pools"),
+        Case("sites-ka", "hello", SITES, description="hello as one site of a two-site config vs alone, keep-alive"),
+        Case("sites-close", "hello", SITES, close=True, description="the same with Connection: close"),
     )
 }
 
@@ -136,6 +139,21 @@ def _corral(threads: int) -> CommandBuilder:
     return build
 
 
+def _corral_sites(bin_dir: Path, target: Target, port: int) -> list[str]:
+    """The app as one site of two (the other claims another host): what routing costs.
+
+    Both sites' workers accept on the listener, so about half the connections land
+    on the other site's worker first and are handed over.
+    """
+    config = Path(tempfile.gettempdir()) / f"corral-bench-sites-{port}.toml"
+    config.write_text(
+        f'bind = ["{HOST}:{port}"]\n'
+        f'[sites.bench]\napp = "{target.spec}"\nhosts = ["{HOST}", "localhost"]\nprocesses = 1\n'
+        f'[sites.other]\napp = "{target.spec}"\nhosts = ["other.test"]\nprocesses = 1\n'
+    )
+    return [str(bin_dir / "corral"), "serve", "--config", str(config)]
+
+
 def _gunicorn(worker_class: str, threads: int = 1) -> CommandBuilder:
     def build(bin_dir: Path, target: Target, port: int) -> list[str]:
         argv = [str(bin_dir / "gunicorn"), "--workers", "1", "--worker-class", worker_class,
@@ -166,6 +184,7 @@ SERVERS: dict[str, Server] = {
     for server in (
         Server("corral", "corral", _corral(1)),
         Server("corral-t8", "corral", _corral(8)),
+        Server("corral-sites", "corral", _corral_sites),
         Server("gunicorn", "gunicorn", _gunicorn("sync")),
         Server("gunicorn-gthread", "gunicorn", _gunicorn("gthread", 8)),
         Server("waitress", "waitress-serve", _waitress),

@@ -178,6 +178,8 @@ class Worker:
             self.loop.create_task(self._adopt(*item))
 
     async def _adopt(self, client: socket.socket, data: bytes) -> None:
+        if client.family != socket.AF_UNIX:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as for connections we accept
         try:
             _, protocol = await self.loop.connect_accepted_socket(lambda: HTTPConnection(self.ctx), client)
         except OSError:
