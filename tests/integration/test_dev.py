@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -374,3 +375,16 @@ def test_load_error_traceback_shows_only_user_frames(dev, project: Path) -> None
     server = dev("site_app:app", cwd=project, ready="Waiting for a change")
     assert "site_app.py" in server.log()
     assert "importlib/__init__.py" not in server.log()
+
+
+def test_the_app_process_exits_when_the_reloader_is_killed(dev, project: Path) -> None:
+    server = dev("site_app:app", cwd=project)
+    child = int(get(server)[1]["x-pid"])
+    watch = os.pidfd_open(child)  # readable once the child has exited, even though it is not ours
+    try:
+        server.proc.kill()
+        server.wait(10)
+        readable, _, _ = select.select([watch], [], [], 10)  # its sweeper checks the parent every second
+        assert readable, "the app process outlived the killed reloader"
+    finally:
+        os.close(watch)
