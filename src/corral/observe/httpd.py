@@ -74,11 +74,11 @@ class _Endpoints:
             state = self.state()
             if state.ready:
                 return 200, "text/plain; charset=utf-8", b"ok\n"
-            body = "not ready\n" + "".join(f"{reason}\n" for reason in state.not_ready_reasons())
-            return 503, "text/plain; charset=utf-8", body.encode()
+            reasons = "not ready\n" + "".join(f"{reason}\n" for reason in state.not_ready_reasons())
+            return 503, "text/plain; charset=utf-8", reasons.encode()
         if path == "/metrics":
-            body, content_type = self.exposition.render(accept)
-            return 200, content_type, body
+            exposition, content_type = self.exposition.render(accept)
+            return 200, content_type, exposition
         return 404, "text/plain; charset=utf-8", b"not found: try /metrics, /healthz or /readyz\n"
 
 

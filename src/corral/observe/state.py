@@ -15,6 +15,7 @@ another (SIGKILL); a worker that exits gracefully should send a last heartbeat.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from .stats import SNAPSHOT_VERSION, add_site, empty_site
 
 # Why a worker was replaced: the `cause` label of corral_worker_restarts_total.
 CAUSES = ("exit", "signal", "memory", "timeout", "max-requests", "reload")
+
+
+def exit_cause(status: int) -> str:
+    """The restart cause of a worker that died on its own, from its `os.waitpid` status."""
+    return "signal" if os.WIFSIGNALED(status) else "exit"
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corral.observe.state import MasterStats, total_requests
+from corral.observe.state import MasterStats, exit_cause, total_requests
 from corral.observe.stats import WorkerStats
 
 
@@ -195,3 +198,12 @@ def test_state_is_safe_to_read_while_the_arbiter_writes() -> None:
         stop.set()
         reader.join(10)
     assert not errors
+
+
+
+def test_exit_cause_from_a_wait_status() -> None:
+    for code, expected in (("import os; os.kill(os.getpid(), 9)", "signal"), ("raise SystemExit(4)", "exit")):
+        child = subprocess.Popen([sys.executable, "-c", code])
+        _, status = os.waitpid(child.pid, 0)
+        child.returncode = 0  # reaped here: keep Popen from waiting again
+        assert exit_cause(status) == expected
