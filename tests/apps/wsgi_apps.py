@@ -242,6 +242,21 @@ def big(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
         yield block
 
 
+def big_write(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Like /big, through the write() callable."""
+    args = _args(environ)
+    chunks, size = int(args.get("chunks", "16")), int(args.get("size", "65536"))
+    PULLED["bytes"] = 0
+    PULLED["total"] = chunks * size
+    headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(chunks * size))]
+    write = start_response("200 OK", headers)
+    block = b"w" * size
+    for _ in range(chunks):
+        PULLED["bytes"] += size
+        write(block)
+    return []
+
+
 def pulled(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _plain(start_response, json.dumps(PULLED).encode())
 
@@ -279,6 +294,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
     "/file": file,
     "/lazy": lazy,
     "/big": big,
+    "/big-write": big_write,
     "/pulled": pulled,
     "/rss": rss,
     "/pause": pause,

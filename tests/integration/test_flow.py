@@ -87,6 +87,23 @@ def test_slow_reader_of_a_large_response(server: Server) -> None:
     assert pulled(server) == total
 
 
+def test_write_callable_is_paced_in_threaded_mode(server: Server, request: pytest.FixtureRequest) -> None:
+    if "threads" not in request.node.callspec.id:
+        pytest.skip("inline, write() cannot block the loop: documented in docs/operations.md")
+    total = 512 * 65536
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.settimeout(10)
+        sock.connect((server.host, server.port))
+        sock.sendall(b"GET /big-write?chunks=512&size=65536 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        received = len(sock.recv(65536))
+        ahead = settled_pulled(server)
+        assert ahead < 12 * MiB, f"write() ran {ahead} bytes ahead of a client that read {received}"
+        while chunk := sock.recv(1 << 20):
+            received += len(chunk)
+    assert total < received < total + 400
+
+
 def test_each_block_is_sent_without_waiting_for_the_next(server: Server) -> None:
     """PEP 3333: the server must not delay a block while the app produces the next one."""
     with server.connect(timeout=5) as sock:
