@@ -314,11 +314,6 @@ def test_no_100_continue_when_app_ignores_body(serve, threads: str) -> None:
         assert reader.closed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the head is built before the connection decides to close, so the final response "
-    "to an unread 100-continue body lacks Connection: close (RFC 9110 10.1.1 SHOULD say so)",
-)
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_final_response_without_reading_100_continue_body_says_close(serve, threads: str) -> None:
     server = serve("counting:ignore_body", "--threads", threads)

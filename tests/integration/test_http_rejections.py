@@ -330,14 +330,9 @@ def test_upgrade_is_answered_as_http_then_closed(serve) -> None:
     assert hits(server) == ["GET /ws"]
 
 
-# -- 100-continue bodies that go wrong (server bugs: see the xfail reasons) ------------------------
+# -- 100-continue bodies that go wrong ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a client that half-closes in the middle of a 100-continue body leaves the app "
-    "blocked on wsgi.input until --body-timeout; eof_received should fail the StreamingBody",
-)
 def test_half_close_mid_100_continue_body_releases_the_app(serve) -> None:
     # A short graceful timeout: stopping the server must not wait on the blocked app.
     server = serve("basic:echo", "--threads", "2", "--graceful-timeout", "1")
@@ -351,11 +346,6 @@ def test_half_close_mid_100_continue_body_releases_the_app(serve) -> None:
     assert closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a framing error (or 413) in a 100-continue body reaches the app as OSError and the "
-    "client gets 500 instead of the protocol error's own status",
-)
 @pytest.mark.parametrize(
     ("chunks", "status"),
     [(b"3\r\nabc\r\nzz\r\n", b"400"), (b"f\r\nabcabcabcabcabc\r\n0\r\n\r\n", b"413")],

@@ -57,7 +57,6 @@ class HTTPConnection(asyncio.Protocol):
         self._base_environ: dict[str, Any] = {}
         self.deadline = 0.0
         self.deadline_kind = HEAD
-        self.opened = 0.0
         self.peer = ""
         # Multi-site: the bytes read before the first request was routed (handed on if it isn't ours).
         self._raw: bytearray | None = bytearray() if ctx.router is not None else None
@@ -78,8 +77,7 @@ class HTTPConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         self._base_environ = self._connection_environ(transport)
         self.deadline_kind = HEAD
-        self.opened = ctx.loop.time()
-        self.deadline = self.opened + ctx.timeouts.header
+        self.deadline = ctx.loop.time() + ctx.timeouts.header
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
@@ -124,6 +122,9 @@ class HTTPConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
+        pending = self.parser.receiving_body
+        if pending is not None and type(pending.body) is StreamingBody:
+            pending.body.fail(ConnectionError("the client closed the connection mid-body"))
         if self.exchange is None and not self.parser.ready:
             self.close()
             return False
@@ -467,8 +468,12 @@ class HTTPConnection(asyncio.Protocol):
         """
         ex = self.exchange
         if ex is None and not self.parser.mid_request and not self.parser.ready:
-            idle_since = self.deadline - self.ctx.timeouts.keepalive if self.deadline_kind == IDLE else self.opened
-            if now - idle_since >= DRAIN_IDLE_GRACE:
+            if self.deadline_kind == IDLE:
+                if now - (self.deadline - self.ctx.timeouts.keepalive) >= DRAIN_IDLE_GRACE:
+                    self.close()
+            elif now >= self.deadline:
+                # Accepted, but its first request never came within --header-timeout. (One that
+                # comes in time is answered: the client had no reason to expect a refusal.)
                 self.close()
         elif ex is not None and not ex.response.headers_sent:
             ex.response.keep_alive = False  # say "Connection: close", so no client reuses it

@@ -24,8 +24,10 @@ import time
 from asyncio import _set_running_loop
 from typing import TYPE_CHECKING, Any
 
+from ..http.errors import HTTPError
 from ..http.request import Request
 from ..wsgi.file_wrapper import FileWrapper
+from ..wsgi.input import BodyError, StreamingBody
 from ..wsgi.response import AppError, Response, error_response
 
 if TYPE_CHECKING:
@@ -242,7 +244,7 @@ def run_threaded(ex: Exchange) -> None:
         data = _check_chunk(data)
         if data:
             if not response.headers_sent:
-                batch.append(response.head())
+                batch.append(_head(ex))
             batch.append(response.frame(data))
             ex.bytes_out += len(data)
             flush()
@@ -259,7 +261,7 @@ def run_threaded(ex: Exchange) -> None:
             if not data:
                 continue
             if not response.headers_sent:
-                batch.append(response.head())
+                batch.append(_head(ex))
                 if response.no_body:
                     break
             batch.append(response.frame(data))
@@ -273,24 +275,50 @@ def run_threaded(ex: Exchange) -> None:
             if pending >= _BATCH or not in_memory:
                 flush()
         if not response.headers_sent:
-            batch.append(response.head())
+            batch.append(_head(ex))
         batch.append(response.end())
     except ConnectionGone:
         ex.close_result()
         return
-    except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
+    except BaseException as exc:  # sys.exit() in an app is its bug, not a reason to hang or die
         exc_info = sys.exc_info()
-        ex.log_app_error(exc_info)
+        refused = _refusal(exc)
+        if refused is None:
+            ex.log_app_error(exc_info)
         ex.close_result()
         if response.headers_sent:
             loop.call_soon_threadsafe(conn.finish_from_thread, ex, b"", True)
             return
         response.keep_alive = False
-        response.code = 500
-        batch[:] = [_INTERNAL_ERROR]
+        if refused is not None:  # the body broke the protocol: answer that, not a 500
+            response.code = refused.status
+            batch[:] = [error_response(refused.status, refused.reason, refused.detail)]
+        else:
+            response.code = 500
+            batch[:] = [_INTERNAL_ERROR]
     else:
         ex.close_result()
     loop.call_soon_threadsafe(conn.finish_from_thread, ex, b"".join(batch))
+
+
+def _head(ex: Exchange) -> bytes:
+    """The head, saying Connection: close when a 100-continue body was left unread on the wire."""
+    request = ex.request
+    if not request.complete and type(request.body) is StreamingBody:
+        ex.response.keep_alive = False
+    return ex.response.head()
+
+
+def _refusal(exc: BaseException) -> HTTPError | None:
+    """The protocol error behind a failed wsgi.input read (bad chunk, too large), if that is what it was."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BodyError) and isinstance(current.cause, HTTPError):
+            return current.cause
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _detach(ex: Exchange, wrapper: FileWrapper) -> FileWrapper:

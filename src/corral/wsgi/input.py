@@ -73,6 +73,14 @@ class SpooledBody:
             self._file.close()
 
 
+class BodyError(OSError):
+    """wsgi.input could not deliver the body; `cause` says why (an HTTPError carries its status)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"request body not received: {cause}")
+        self.cause = cause
+
+
 class StreamingBody(io.RawIOBase):
     """A blocking reader for a body that arrives while the app runs (100-continue).
 
@@ -132,7 +140,7 @@ class StreamingBody(io.RawIOBase):
             while not self._chunks and not self._done and self._failed is None:
                 self._cond.wait(timeout)
             if self._failed is not None and not self._chunks:
-                raise OSError(f"request body not received: {self._failed}")
+                raise BodyError(self._failed)
             if not self._chunks:
                 return EMPTY
             chunk = self._chunks.popleft()
