@@ -278,7 +278,6 @@ def test_a_bad_access_log_format_is_a_config_error(tmp_path: Path) -> None:
 # -- the master serving metrics (wired into process/arbiter.py by the lead) ------------------
 
 
-@pytest.mark.xfail(strict=True, reason="MetricsServer is not started by the arbiter yet (issue 5 wiring)")
 def test_real_server_metrics_after_known_traffic(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve("basic:hello", "--workers", "2", "--metrics-bind", "127.0.0.1:0")
     line = server.wait_for(r"Metrics and health checks at http://\S+:(\d+)/metrics", 2)

@@ -31,6 +31,9 @@ from typing import Any
 
 from ..config import Config
 from ..config.sites import SiteConfig
+from ..observe.httpd import MetricsServer
+from ..observe.state import MasterStats, exit_cause
+from ..observe.titles import set_title
 from ..server.handoff import handoff_pair, receive_connection
 from ..server.worker import EXIT_APP_LOAD_ERROR, WorkerSpec
 from ..wsgi.response import error_response
@@ -118,6 +121,8 @@ class Arbiter:
         self.announced = False
         self.started = time.monotonic()
         self.control: ControlServer | None = None
+        self.stats = MasterStats()  # what /metrics, /readyz report
+        self.metrics: MetricsServer | None = None
         if sites:
             self.groups = [Group(i, site.name, site.config, site) for i, site in enumerate(sites)]
             for group in self.groups:
@@ -132,6 +137,18 @@ class Arbiter:
     # -- lifecycle -----------------------------------------------------------------
 
     def run(self) -> int:
+        set_title("master")
+        for group in self.groups:
+            self.stats.add_site(group.name, group.config.workers)
+        if self.config.metrics_bind:
+            self.metrics = MetricsServer(self.config.metrics_bind, self.stats.state)
+            try:
+                self.metrics.start()
+            except OSError as exc:
+                sys.stderr.write(f"corral: error: cannot serve metrics on {self.config.metrics_bind}: {exc}\n")
+                return EXIT_FAILED
+            host, port = self.metrics.address
+            log.info("Metrics and health checks at http://%s:%d/metrics (/healthz, /readyz)", host, port)
         self.signals.install()
         self.selector.register(self.signals.fileno(), selectors.EVENT_READ, None)
         try:
@@ -151,6 +168,8 @@ class Arbiter:
             self.selector.close()
             if self.control is not None:
                 self.control.close()
+            if self.metrics is not None:
+                self.metrics.stop()
             for group in self.groups:
                 for sock in (group.handoff_send, group.handoff_receive):
                     if sock is not None:
@@ -217,6 +236,7 @@ class Arbiter:
             self.stopping = True
             margin = self.config.graceful_timeout + _KILL_MARGIN if graceful else 0.0
             self.stop_deadline = time.monotonic() + margin
+            self.stats.set_draining()
             self.stragglers_killed = not graceful  # an immediate stop kills by design: no warning
         self._kill_all(signal.SIGTERM if graceful else signal.SIGKILL)
         self._stop_listening()
@@ -265,6 +285,7 @@ class Arbiter:
             log.info("Reloading %s: starting %d new workers", group.label, len(group.slots))
             group.generation += 1
             group.down = False
+            self.stats.site_down(group.name, False)
             old = group.slots
             for slot in old:
                 slot.retiring = True
@@ -313,6 +334,7 @@ class Arbiter:
         slot.ready = False
         handle = WorkerHandle(group, slot, pid, parent_end, group.generation, started=time.monotonic())
         self.workers[pid] = handle
+        self.stats.worker_started(pid, group.name)
         self.selector.register(parent_end, selectors.EVENT_READ, handle)
         log.debug("Booting worker %d of %s (pid %d)", slot.index, group.label, pid)
 
@@ -341,8 +363,10 @@ class Arbiter:
         if event == "ready":
             handle.slot.ready = True
             handle.last_heartbeat = time.monotonic()
+            self.stats.worker_ready(handle.pid)
             if group.down:
                 group.down = False
+                self.stats.site_down(group.name, False)
                 self._unwatch_queue(group)
                 log.info("%s is back", group.label.capitalize())
             if not group.booted:
@@ -356,6 +380,11 @@ class Arbiter:
             handle.requests = int(message.get("requests", 0))  # type: ignore[call-overload]
             handle.in_flight = int(message.get("in_flight", 0))  # type: ignore[call-overload]
             handle.connections = int(message.get("connections", 0))  # type: ignore[call-overload]
+            snapshot = message.get("stats")
+            rss = message.get("rss")
+            self.stats.heartbeat(
+                handle.pid, snapshot if isinstance(snapshot, dict) else None, rss if isinstance(rss, int) else None
+            )
         elif event == "recycle":
             reason = str(message.get("reason", "recycle"))
             log.info("Worker %d of %s is recycling (%s); starting its replacement", handle.pid, group.label, reason)
@@ -391,6 +420,7 @@ class Arbiter:
         log.error("%s could not load its app and is backed off: %s", group.label.capitalize(), text)
         if not group.down:
             group.down = True
+            self.stats.site_down(group.name)
             self._watch_queue(group)
         now = time.monotonic()
         for slot in group.slots:
@@ -403,6 +433,7 @@ class Arbiter:
         for handle in list(self.workers.values()):
             if handle.group is group and handle.generation == group.generation:
                 handle.told_to_stop = True
+                self.stats.worker_draining(handle.pid)
                 self._signal(handle.pid, signal.SIGTERM)
         old = [h for h in self.workers.values() if h.group is group and h.generation < group.generation]
         group.generation = max(h.generation for h in old)
@@ -413,6 +444,7 @@ class Arbiter:
     def _replace(self, handle: WorkerHandle, cause: str) -> None:
         """Start a fresh worker for this one's slot now; the old one is on its way out."""
         handle.told_to_stop = True
+        self.stats.worker_draining(handle.pid)
         handle.exit_cause = cause
         group = handle.group
         old = handle.slot
@@ -448,6 +480,7 @@ class Arbiter:
         for handle in list(self.workers.values()):
             if handle.group is group and handle.generation < group.generation and not handle.told_to_stop:
                 handle.told_to_stop = True
+                self.stats.worker_draining(handle.pid)
                 self._signal(handle.pid, signal.SIGTERM)
 
     def _reap(self) -> None:
@@ -491,6 +524,7 @@ class Arbiter:
         reason = describe_status(status)
         expected = self.stopping or slot.retiring or handle.told_to_stop or handle.generation < group.generation
         if os.waitstatus_to_exitcode(status) == EXIT_APP_LOAD_ERROR:
+            self.stats.worker_exited(handle.pid, None)
             policy.record_exit(slot, time.monotonic())
             if not self.multi_site and not group.booted and not self.stopping:
                 self.exit_code = EXIT_FAILED
@@ -498,6 +532,15 @@ class Arbiter:
             return
         if handle.exit_cause is not None:
             group.restarts[handle.exit_cause.split(" ")[0]] += 1
+        if handle.exit_cause is not None:
+            cause: str | None = handle.exit_cause.split(" ")[0]
+        elif handle.generation < group.generation:
+            cause = "reload"
+        elif expected:
+            cause = None
+        else:
+            cause = exit_cause(status)
+        self.stats.worker_exited(handle.pid, cause)
         if expected:
             log.debug("Worker %d exited (%s)", handle.pid, reason)
             slot.pid = None
@@ -514,6 +557,7 @@ class Arbiter:
                 self.stop(graceful=False)
             elif not group.down:
                 group.down = True
+                self.stats.site_down(group.name)
                 self._watch_queue(group)
                 self._announce_if_ready()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from asyncio import _set_running_loop
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -36,6 +37,7 @@ log = logging.getLogger("corral.error")
 _MAX_QUEUED = 16
 _WRITE_HIGH_WATER = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_HANDOFF_RECHECK = 0.002  # seconds between checks that a response has left before a handoff
 
 # Deadline kinds (what expires when the deadline passes).
 IDLE, HEAD, BODY, SEND, NONE = range(5)
@@ -75,6 +77,7 @@ class HTTPConnection(asyncio.Protocol):
             transport.close()
             return
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        ctx.stats.opened()
         self._base_environ = self._connection_environ(transport)
         self.deadline_kind = HEAD
         self.deadline = ctx.loop.time() + ctx.timeouts.header
@@ -278,6 +281,11 @@ class HTTPConnection(asyncio.Protocol):
                 self.transport.write(error_response(421, "Misdirected Request", "Retry on a new connection."))
                 self.close()
                 return
+        if self.transport.get_write_buffer_size():
+            # Our last response is still leaving: handing the socket on now would lose its tail.
+            self._pause_reading()
+            self.ctx.loop.call_later(_HANDOFF_RECHECK, self._try_handoff)
+            return
         sock = self.transport.get_extra_info("socket")
         self._reroute_to = None
         self._pause_reading()
@@ -303,6 +311,9 @@ class HTTPConnection(asyncio.Protocol):
             finally:
                 _set_running_loop(ctx.loop)
         ctx.requests_served += 1
+        request = ex.request
+        duration = time.monotonic() - ex.started
+        ctx.stats.record(ctx.site_name, request.method, ex.response.code, duration, request.received, ex.bytes_out)
         if ctx.requests_served == ctx.recycle_at:
             ctx.recycle("max-requests")
         self.exchange = None
@@ -325,6 +336,7 @@ class HTTPConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is None or self._closed:
             return
+        self.ctx.stats.record(self.ctx.site_name, ex.request.method, 504, time.monotonic() - ex.started, 0, 0)
         if not ex.response.headers_sent:
             self.transport.write(error_response(504, "Gateway Timeout", "The application did not answer in time."))
             self.close()
@@ -425,6 +437,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _send_error(self, error: HTTPError) -> None:
         log.info("Rejected request from %s: %d %s", self.peer or "client", error.status, error.detail)
+        self.ctx.stats.record(self.ctx.site_name, "", error.status, 0.0, 0, 0)
         if self.ctx.access_log is not None:
             self.ctx.access_log(None, error=error, peer=self.peer)
         self.transport.write(error_response(error.status, error.reason, error.detail))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..http.limits import Limits
+from ..observe.stats import WorkerStats
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
@@ -47,6 +48,9 @@ class ServerContext:
     requests_served: int = 0
     # Recycle (graceful stop, then replacement) when requests_served reaches this; 0: never.
     recycle_at: int = 0
+    # Counters the heartbeat carries to the master (metrics, status); site names the series.
+    stats: WorkerStats = field(default_factory=WorkerStats)
+    site_name: str = "main"
     recycle: Callable[[str], None] = lambda reason: None
     _streaming_pool: ThreadPoolExecutor | None = None
     # Multi-site: the router, this worker's site, its mount and the other sites' handoff sockets.

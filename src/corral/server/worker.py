@@ -28,6 +28,7 @@ from ..config.sites import SiteConfig
 from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
 from ..observe.access import AccessLog
+from ..observe.titles import set_title
 from . import watchdog
 from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
@@ -74,6 +75,7 @@ def run_worker(spec: WorkerSpec) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     config = spec.config
+    set_title("worker", site=spec.site.name if spec.site is not None else None)
     try:
         if spec.site is not None:
             # A site sees only its own settings module, never the master's or another site's.
@@ -123,6 +125,8 @@ class Worker:
                 config.access_log, config.access_log_format, site=spec.site.name if spec.site else "main"
             ) if config.access_log else None,
         )
+        if spec.site is not None:
+            self.ctx.site_name = spec.site.name
         if spec.sites:
             self.ctx.router = Router(spec.sites)
             self.ctx.site_index = spec.site_index
@@ -209,12 +213,15 @@ class Worker:
     def _heartbeat(self) -> None:
         ctx = self.ctx
         in_flight = sum(1 for conn in ctx.connections if conn.exchange is not None)
+        connections = len(ctx.connections)
         send(
             self.spec.channel,
             event="heartbeat",
             requests=ctx.requests_served,
-            connections=len(ctx.connections),
+            connections=connections,
             in_flight=in_flight,
+            stats=ctx.stats.snapshot(connections=connections, in_flight=in_flight),
+            rss=watchdog.rss_bytes(),
         )
 
     async def _sweep(self) -> None:
@@ -254,6 +261,7 @@ class Worker:
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
             conn.abort()
+        self._heartbeat()  # the last second's counts, before we go
         if ctx.executor is not None:
             ctx.executor.shutdown(wait=False, cancel_futures=True)
         await asyncio.sleep(0)
