@@ -161,11 +161,6 @@ def test_a_missing_virtualenv_is_an_error_naming_the_site(broken_venvs_server: t
     assert status == 200 and data["path_info"] == "/"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="process/spawn.py exec_worker: a venv without Corral only shows "
-    "Python's 'No module named corral' and 'Worker N of site ... died (exit status 1)'",
-)
 def test_a_virtualenv_without_corral_is_an_error_naming_the_site(broken_venvs_server: tuple[Server, Path]) -> None:
     server, root = broken_venvs_server
     assert server.wait_for(r"Corral ready: good 1x1 \(down: missing, bare\)", 1), server.log()

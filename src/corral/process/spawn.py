@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -44,10 +45,24 @@ class VirtualenvError(Exception):
     pass
 
 
+_has_corral: set[str] = set()  # interpreters known to import corral (a failure is asked again next time)
+
+
 def venv_python(virtualenv: str) -> str:
+    """The virtualenv's interpreter, after checking it exists and can import Corral."""
     python = os.path.join(virtualenv, "bin", "python")
     if not os.path.isfile(python) or not os.access(python, os.X_OK):
         raise VirtualenvError(f"virtualenv {virtualenv!r} has no bin/python")
+    if python not in _has_corral:
+        probe = subprocess.run(
+            [python, "-c", "import corral.process.child"], capture_output=True, timeout=30, check=False
+        )
+        if probe.returncode == 0:
+            _has_corral.add(python)
+    if python not in _has_corral:
+        raise VirtualenvError(
+            f"Corral is not installed in virtualenv {virtualenv} (run {python} -m pip install corral)"
+        )
     return python
 
 
