@@ -37,7 +37,7 @@ from ..observe.titles import set_title
 from ..server.handoff import handoff_pair, receive_connection
 from ..server.worker import EXIT_APP_LOAD_ERROR, WorkerSpec
 from ..wsgi.response import error_response
-from . import policy
+from . import acceptors, policy
 from .control import ControlError, ControlServer, control_path
 from .policy import Slot
 from .signals import SignalQueue
@@ -94,6 +94,7 @@ class WorkerHandle:
     told_to_stop: bool = False
     exit_cause: str | None = None  # why we expect it to exit (recycling, timeout)
     kill_at: float = 0.0  # hung: SIGKILL at this time, after its stack was dumped
+    accepting: bool = True  # multi-site: whether it takes new connections (acceptors.py)
 
 
 class Arbiter:
@@ -121,6 +122,8 @@ class Arbiter:
         self.announced = False
         self.started = time.monotonic()
         self.control: ControlServer | None = None
+        self.next_acceptor_check = 0.0
+        self.requests_seen: dict[str, int] = {}
         self.stats = MasterStats()  # what /metrics, /readyz report
         self.metrics: MetricsServer | None = None
         if sites:
@@ -187,6 +190,9 @@ class Arbiter:
                 self._kill_all(signal.SIGKILL)
         else:
             self._check_heartbeats(now)
+            if self.multi_site and now >= self.next_acceptor_check:
+                self.next_acceptor_check = now + acceptors.WINDOW
+                self._choose_acceptors()
             timeout = 1.0
             for group in self.groups:
                 if group.booted or group.down:
@@ -454,6 +460,27 @@ class Arbiter:
         fresh = Slot(old.index)
         group.slots[group.slots.index(old)] = fresh
         self._spawn(group, fresh)
+
+    def _choose_acceptors(self) -> None:
+        """Let only the sites with real traffic accept (see acceptors.py); tell workers that change."""
+        window: dict[str, int] = {}
+        for group in self.groups:
+            if group.down:
+                continue
+            total = sum(h.requests for h in self.workers.values() if h.group is group)
+            window[group.name] = max(0, total - self.requests_seen.get(group.name, 0))
+            self.requests_seen[group.name] = total
+        chosen = acceptors.choose_acceptors(window)
+        for handle in self.workers.values():
+            wanted = chosen is None or handle.group.name in chosen
+            if wanted != handle.accepting and handle.slot.ready and not handle.told_to_stop:
+                try:
+                    handle.channel.send(json.dumps({"event": "accept", "on": wanted}).encode() + b"\n")
+                except OSError:
+                    continue
+                handle.accepting = wanted
+                state = "resumes" if wanted else "stops"
+                log.debug("Worker %d of %s %s accepting", handle.pid, handle.group.label, state)
 
     def _check_heartbeats(self, now: float) -> None:
         """A worker whose loop stops answering (an inline app stuck past --timeout) is replaced."""

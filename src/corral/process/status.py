@@ -34,6 +34,7 @@ def status(arbiter: Arbiter) -> dict[str, Any]:
                 "rss_mib": round(rss_bytes(handle.pid) / 1048576, 1),
                 "age": round(now - handle.started, 1),
                 "generation": handle.generation,
+                "accepting": handle.accepting,
             }
             for handle in arbiter.workers.values()
             if handle.group is group

@@ -139,6 +139,8 @@ class Worker:
         self.stopped = asyncio.Event()
         self.interrupts = 0
         self.recycling = False
+        self.listen_fds: list[int] = []
+        self.master_buffer = b""
 
     def run(self) -> int:
         try:
@@ -151,6 +153,11 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGQUIT, self._exit_now)
+        if self.spec.sites:
+            # Multi-site: the master may pause our accepting (see process/acceptors.py); keep
+            # our own copies of the listening sockets to start again from.
+            self.listen_fds = [os.dup(sock.fileno()) for sock in self.spec.sockets]
+            loop.add_reader(self.spec.channel.fileno(), self._on_master_message)
         for sock in self.spec.sockets:
             server = await loop.create_server(
                 lambda: HTTPConnection(self.ctx), sock=sock, backlog=self.spec.config.backlog
@@ -168,6 +175,42 @@ class Worker:
         sweeper.cancel()
         await self._drain()
         return 0
+
+    def _on_master_message(self) -> None:
+        try:
+            data = self.spec.channel.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.loop.remove_reader(self.spec.channel.fileno())
+            return
+        self.master_buffer += data
+        *lines, self.master_buffer = self.master_buffer.split(b"\n")
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("event") == "accept" and not self.ctx.stopping:
+                self.loop.create_task(self._set_accepting(bool(message.get("on"))))
+
+    async def _set_accepting(self, on: bool) -> None:
+        if on and not self.servers:
+            for fd in self.listen_fds:
+                sock = socket.socket(fileno=os.dup(fd))
+                server = await self.loop.create_server(
+                    lambda: HTTPConnection(self.ctx), sock=sock, backlog=self.spec.config.backlog
+                )
+                if self.ctx.stopping:  # began draining meanwhile: accept nothing more
+                    server.close()
+                else:
+                    self.servers.append(server)
+        elif not on and self.servers:
+            for server in self.servers:
+                server.close()
+            self.servers.clear()
 
     def _adopt_handed_off(self) -> None:
         """Take connections another site's worker routed to this site."""
@@ -253,6 +296,9 @@ class Worker:
             self.loop.remove_reader(self.spec.handoff_receive.fileno())
         for server in self.servers:
             server.close()
+        for fd in self.listen_fds:
+            os.close(fd)
+        self.listen_fds = []
         deadline = self.loop.time() + self.spec.config.graceful_timeout
         while ctx.connections and self.loop.time() < deadline:
             now = self.loop.time()
