@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ chdir = "{alpha}"
 hosts = ["alpha.test", "*.alpha.test"]
 processes = 2
 threads = 2
-mounts = {{ "/api" = "site_probe:app", "/big" = "site_probe:big" }}
+mounts = {{ "/api" = "site_probe:app", "/big" = "site_probe:big", "/echo" = "basic:echo" }}
 middleware = [{{ use = "site_probe:Append", value = "first" }}, {{ use = "site_probe:Append", value = "second" }}]
 
 [sites.beta]
@@ -132,6 +133,8 @@ class Responses:
         while line := self._line():
             name, _, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
+        if status < 200 or status in (204, 304):
+            return status, headers, b""
         if "content-length" in headers:
             return status, headers, self._take(int(headers["content-length"]))
         assert headers.get("transfer-encoding") == "chunked", headers
@@ -286,6 +289,47 @@ def test_pipelined_requests_for_different_sites_are_answered_in_order(django_ser
             status, _, body = responses.next()
             assert status == 200, (host, path, body[:200])
             assert which_site(body, projects) == site, (host, path)
+
+
+BODY = bytes(range(256)) * 400  # 100 KiB: more than a handoff datagram carries inline
+
+
+def chunked(body: bytes, size: int = 1000) -> bytes:
+    chunks = (body[i : i + size] for i in range(0, len(body), size))
+    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
+
+
+def test_request_bodies_move_with_the_connection(django_server: Server, projects) -> None:
+    # The first request (bytes handed on raw, beyond the inline limit), then a chunked body
+    # parsed by one site and re-framed for the next.
+    first = b"POST /echo HTTP/1.1\r\nHost: alpha.test\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+    second = b"POST /echo HTTP/1.1\r\nHost: alpha.test\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(BODY)
+    with django_server.connect(10) as sock:
+        sock.sendall(first + raw_get("beta.test", "/whoami/") + second + raw_get("beta.test", "/whoami/"))
+        responses = Responses(sock)
+        for expected in ("echo", "beta", "echo", "beta"):
+            status, _, body = responses.next()
+            assert status == 200
+            assert body == BODY if expected == "echo" else which_site(body, projects) == expected
+
+
+def test_expect_100_continue_on_a_connection_routed_to_another_site(django_server: Server) -> None:
+    head = b"POST /echo HTTP/1.1\r\nHost: alpha.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    for _ in range(4):  # whichever worker accepts: the right site answers 100, then the request
+        with django_server.connect(10) as sock:
+            sock.sendall(head)
+            responses = Responses(sock)
+            assert responses.next()[0] == 100
+            sock.sendall(b"hello")
+            assert responses.next()[::2] == (200, b"hello")
+
+
+def test_an_absolute_form_target_is_routed_by_its_own_host(django_server: Server, projects) -> None:
+    # RFC 9112 3.2.2: the host in an absolute-form target replaces the Host header.
+    with django_server.connect(10) as sock:
+        sock.sendall(b"GET http://alpha.test/whoami/ HTTP/1.1\r\nHost: beta.test\r\nConnection: close\r\n\r\n")
+        status, _, body = Responses(sock).next()
+    assert status == 200 and which_site(body, projects) == "alpha"
 
 
 def test_a_large_response_is_delivered_whole_before_the_connection_moves(django_server: Server, projects) -> None:
@@ -469,3 +513,27 @@ def test_a_dying_worker_loses_no_connection_for_another_site(tmp_path: Path) -> 
                 for sock in clients:
                     sock.close()
             assert outcomes == ["b"] * 4
+
+
+def test_a_burst_of_connections_waits_for_a_busy_site_instead_of_503(tmp_path: Path) -> None:
+    # Connections for a site whose workers are all busy wait in its handoff queue, as they
+    # would in a listen backlog. Each waits as a datagram charged to the shared send end's
+    # buffer: 100 browser-sized heads (4 KiB of cookies) must fit. (handoff.py raises that
+    # buffer, up to net.core.wmem_max; beyond it connection.py answers 503 at once.)
+    config = probe_config(
+        tmp_path, {"a": 'hosts = ["a.test"]', "b": 'hosts = ["b.test"]\nmounts = { "/slow" = "basic:slow" }'}
+    )
+    head = b"GET / HTTP/1.1\r\nHost: b.test\r\nCookie: %s\r\nConnection: close\r\n\r\n" % (b"c" * 4000)
+    with Server(["--config", str(config)], timeout=30) as server:
+        with server.connect(10) as blocker:
+            blocker.sendall(raw_get("b.test", "/slow?1.5", close=True))
+            time.sleep(0.3)  # b's only (inline) worker is now inside the app
+            clients = [server.connect(10) for _ in range(100)]
+            try:
+                for sock in clients:
+                    sock.sendall(head)
+                statuses = [Responses(sock).next()[0] for sock in clients]
+            finally:
+                for sock in clients:
+                    sock.close()
+        assert statuses == [200] * 100, Counter(statuses)

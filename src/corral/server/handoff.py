@@ -17,6 +17,11 @@ import struct
 from ..http.request import Request
 
 _INLINE_LIMIT = 32 * 1024  # request bytes sent in the datagram itself; the rest goes by memfd
+# Connections waiting for a busy site are datagrams charged to the one shared send end's
+# buffer: the default (~208 KiB) holds only a few dozen requests with browser-sized heads.
+# Unprivileged, the kernel silently caps this at 2 x net.core.wmem_max (the kernel default
+# wmem_max is 208 KiB; many hosts raise it): the rest is connection.py's back-pressure.
+_SEND_BUFFER = 8 * 1024 * 1024
 _HEADER = struct.Struct("!BI")  # flags, inline length
 _HAS_MEMFD = 1
 
@@ -24,6 +29,7 @@ _HAS_MEMFD = 1
 def handoff_pair() -> tuple[socket.socket, socket.socket]:
     """(send_end, receive_end) for one site."""
     send_end, receive_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    send_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
     for sock in (send_end, receive_end):
         sock.setblocking(False)
         os.set_inheritable(sock.fileno(), True)
