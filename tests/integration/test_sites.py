@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,9 +21,11 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from corral.config import load_plan, route
 from helpers import APPS, Server, read_response
 from sites_projects import DjangoProject, create_site_project
 
@@ -537,3 +540,22 @@ def test_a_burst_of_connections_waits_for_a_busy_site_instead_of_503(tmp_path: P
                 for sock in clients:
                     sock.close()
         assert statuses == [200] * 100, Counter(statuses)
+
+
+# -- docs/sites.md stays true -----------------------------------------------------------------
+
+
+def test_the_guides_example_config_is_valid_and_routes_as_its_table_says(tmp_path: Path) -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "sites.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", guide, re.S)
+    assert example is not None
+    config = tmp_path / "corral.toml"
+    config.write_text(example.group(1))
+    plan = load_plan(str(config))  # valid as written: no ConfigError
+    assert [site.name for site in plan.sites] == ["blog", "shop", "docs"]
+    rows = re.findall(r"^\| `(http://[^`]+)`[^|]*\| (\w+)", guide, re.M)
+    assert len(rows) == 8
+    for url, expected in rows:
+        parts = urlsplit(url)
+        site = route(plan.sites, parts.netloc, parts.path)
+        assert site is not None and site.name == expected, url
