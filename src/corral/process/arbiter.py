@@ -31,7 +31,6 @@ from typing import Any
 
 from ..config import Config
 from ..config.sites import SiteConfig
-from ..observe.httpd import MetricsServer
 from ..observe.state import MasterStats, exit_cause
 from ..observe.titles import set_title
 from ..server.handoff import handoff_pair, receive_connection
@@ -125,7 +124,7 @@ class Arbiter:
         self.next_acceptor_check = 0.0
         self.requests_seen: dict[str, int] = {}
         self.stats = MasterStats()  # what /metrics, /readyz report
-        self.metrics: MetricsServer | None = None
+        self.metrics: Any = None  # an observe.httpd.MetricsServer when --metrics-bind is set
         if sites:
             self.groups = [Group(i, site.name, site.config, site) for i, site in enumerate(sites)]
             for group in self.groups:
@@ -144,6 +143,8 @@ class Arbiter:
         for group in self.groups:
             self.stats.add_site(group.name, group.config.workers)
         if self.config.metrics_bind:
+            from ..observe.httpd import MetricsServer  # http.server: only when metrics are on
+
             self.metrics = MetricsServer(self.config.metrics_bind, self.stats.state)
             try:
                 self.metrics.start()

@@ -41,13 +41,18 @@ EMPTY_INPUT = EmptyInput()
 
 
 class SpooledBody:
-    """A body sink that stays in memory up to `limit` bytes, then spills to disk."""
+    """A body sink that stays in memory up to `limit` bytes, then spills to disk.
 
-    __slots__ = ("_limit", "_buffer", "_file", "stream")
+    In memory the chunks are joined once, into bytes that BytesIO shares rather than
+    copies (and whose full read() returns them as they are): one copy of the body, not three.
+    """
+
+    __slots__ = ("_limit", "_chunks", "_size", "_file", "stream")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []
+        self._size = 0
         self._file: BinaryIO | None = None
         self.stream: BinaryIO | None = None
 
@@ -55,18 +60,21 @@ class SpooledBody:
         if self._file is not None:
             self._file.write(data)
             return
-        self._buffer += data
-        if len(self._buffer) > self._limit:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > self._limit:
             self._file = tempfile.TemporaryFile(prefix="corral-body-")
-            self._file.write(self._buffer)
-            self._buffer = bytearray()
+            self._file.writelines(self._chunks)
+            self._chunks = []
 
     def finish(self) -> None:
         if self._file is not None:
             self._file.seek(0)
             self.stream = self._file
         else:
-            self.stream = io.BytesIO(self._buffer)
+            chunks = self._chunks
+            self.stream = io.BytesIO(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            self._chunks = []
 
     def close(self) -> None:
         if self._file is not None:
