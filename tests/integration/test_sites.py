@@ -324,11 +324,6 @@ def test_request_bodies_move_with_the_connection(django_server: Server, projects
         assert status == 200 and which_site(body, projects) == "beta"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.py _adopt feeds the handed-off bytes after connect_accepted_socket returns; "
-    "by then the loop may have delivered newer bytes from the socket first",
-)
 def test_the_rest_of_a_handed_off_request_arrives_after_what_came_with_it(tmp_path: Path) -> None:
     config = probe_config(
         tmp_path,

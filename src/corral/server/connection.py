@@ -45,8 +45,12 @@ DRAIN_IDLE_GRACE = 0.5  # seconds of quiet before a draining worker closes an id
 
 
 class HTTPConnection(asyncio.Protocol):
-    def __init__(self, ctx: ServerContext) -> None:
+    def __init__(self, ctx: ServerContext, initial: bytes = b"") -> None:
         self.ctx = ctx
+        # Bytes read by another site's worker before it handed us this connection: parsed
+        # first, in connection_made, before the loop delivers anything newer from the socket.
+        self._initial = initial
+        self._handoff_deadline = 0.0
         self.transport: Any = None
         self.parser = RequestParser(ctx.limits, self._body_sink)
         self.exchange: run.Exchange | None = None
@@ -81,6 +85,9 @@ class HTTPConnection(asyncio.Protocol):
         self._base_environ = self._connection_environ(transport)
         self.deadline_kind = HEAD
         self.deadline = ctx.loop.time() + ctx.timeouts.header
+        if self._initial:
+            initial, self._initial = self._initial, b""
+            self.data_received(initial)
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
@@ -287,19 +294,35 @@ class HTTPConnection(asyncio.Protocol):
             self.ctx.loop.call_later(_HANDOFF_RECHECK, self._try_handoff)
             return
         sock = self.transport.get_extra_info("socket")
-        self._reroute_to = None
         self._pause_reading()
         try:
             send_connection(self.ctx.handoff[index], sock.fileno(), data)
-        except OSError:
-            log.warning("Site %d cannot take connections now; answering 503", index)
-            self.transport.write(error_response(503, "Service Unavailable", "The site is not available."))
-            self.close()
+        except BlockingIOError:
+            # The site's queue is full (a burst, or its workers are busy): wait, within the
+            # head timeout, rather than refuse what the site will take in a moment.
+            now = self.ctx.loop.time()
+            if not self._handoff_deadline:
+                self._handoff_deadline = now + self.ctx.timeouts.header
+            if now < self._handoff_deadline:
+                self.ctx.loop.call_later(_HANDOFF_RECHECK, self._try_handoff)
+                return
+            self._refuse_handoff(index, "its queue stayed full")
             return
+        except OSError as exc:
+            self._refuse_handoff(index, str(exc))
+            return
+        self._reroute_to = None
         self._discard_bodies()
         self._closed = True
         self.ctx.connections.discard(self)
         self.transport.abort()  # our reference only: the other worker owns the connection now
+
+    def _refuse_handoff(self, index: int, why: str) -> None:
+        self._reroute_to = None
+        assert self.ctx.router is not None
+        log.warning("Site %r cannot take a connection (%s); answering 503", self.ctx.router.name(index), why)
+        self.transport.write(error_response(503, "Service Unavailable", "The site is not available."))
+        self.close()
 
     def complete(self, ex: run.Exchange) -> bool:
         """The response is fully handed to the transport. True if the connection lives on."""

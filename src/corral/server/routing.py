@@ -44,6 +44,9 @@ class Router:
         self._wildcards.sort(key=lambda item: -len(item[0]))
         self._cache: dict[str, list[tuple[str, int]]] = {}
 
+    def name(self, index: int) -> str:
+        return getattr(self._sites[index], "name", str(index))
+
     def match(self, host: str, path: str) -> int | None:
         """Index of the site for this Host header value and (decoded) path, or None."""
         candidates = self._cache.get(host)

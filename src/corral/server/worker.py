@@ -228,12 +228,9 @@ class Worker:
         if client.family != socket.AF_UNIX:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as for connections we accept
         try:
-            _, protocol = await self.loop.connect_accepted_socket(lambda: HTTPConnection(self.ctx), client)
+            await self.loop.connect_accepted_socket(lambda: HTTPConnection(self.ctx, data), client)
         except OSError:
             client.close()
-            return
-        if data:
-            protocol.data_received(data)
 
     def _on_stop_signal(self, sig: int) -> None:
         if sig == signal.SIGINT:
