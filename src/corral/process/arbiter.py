@@ -49,6 +49,9 @@ EXIT_OK, EXIT_FAILED = 0, 1
 # Seconds past the graceful timeout before stragglers get SIGKILL. Workers enforce the
 # timeout themselves; this only covers one whose loop an inline app is blocking.
 _KILL_MARGIN = 1.0
+# Sent to a worker replaced by a reload: drain without racing clients on idle keep-alive
+# connections (the server goes on, so they are closed at their own idle deadline).
+RETIRE_SIGNAL = signal.SIGHUP
 _HEARTBEAT_GRACE = 2.0  # seconds past --timeout before a silent worker counts as hung
 _DUMP_GRACE = 1.0  # seconds a hung worker gets to print its stack before SIGKILL
 _SITE_DOWN = error_response(503, "Service Unavailable", "This site is not available right now.")
@@ -368,6 +371,10 @@ class Arbiter:
         event = message.get("event")
         group = handle.group
         if event == "ready":
+            if self.stopping or handle.told_to_stop:
+                # Told to stop while it was forking: a signal that early can land in the
+                # master's inherited handler and be lost. Now its own handlers are in place.
+                self._signal(handle.pid, signal.SIGTERM)
             handle.slot.ready = True
             handle.last_heartbeat = time.monotonic()
             self.stats.worker_ready(handle.pid)
@@ -509,7 +516,7 @@ class Arbiter:
             if handle.group is group and handle.generation < group.generation and not handle.told_to_stop:
                 handle.told_to_stop = True
                 self.stats.worker_draining(handle.pid)
-                self._signal(handle.pid, signal.SIGTERM)
+                self._signal(handle.pid, RETIRE_SIGNAL)
 
     def _reap(self) -> None:
         while True:

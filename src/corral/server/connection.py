@@ -195,7 +195,10 @@ class HTTPConnection(asyncio.Protocol):
                 self._send_error(self._error)
                 return
             else:
-                if self._eof or self.ctx.stopping and not parser.mid_request:
+                # Not on ctx.stopping: this response may have gone out as keep-alive, and the
+                # client may be sending its next request already; shutdown() closes idle
+                # connections once they have been quiet for DRAIN_IDLE_GRACE.
+                if self._eof:
                     self.close()
                     return
                 if self._reading_paused:
@@ -342,7 +345,9 @@ class HTTPConnection(asyncio.Protocol):
         self.exchange = None
         if ctx.access_log is not None:
             ctx.access_log(ex)
-        reusable = ex.response.keep_alive and not ctx.stopping and not self._closed
+        # What the response announced decides: one that went out as keep-alive before we began
+        # draining must not be followed by a close (the client's next request would be reset).
+        reusable = ex.response.keep_alive and not self._closed
         body = ex.request.body
         if body is not None:
             if type(body) is SpooledBody:
@@ -495,7 +500,7 @@ class HTTPConnection(asyncio.Protocol):
             log.info("Closing connection to %s: the client stopped reading the response", self.peer)
             self.abort()
 
-    def shutdown(self, now: float) -> None:
+    def shutdown(self, now: float, patient: bool = False) -> None:
         """Graceful stop: busy connections close after their response ("Connection: close").
 
         An idle keep-alive connection is closed only once it has been quiet for
@@ -505,7 +510,8 @@ class HTTPConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is None and not self.parser.mid_request and not self.parser.ready:
             if self.deadline_kind == IDLE:
-                if now - (self.deadline - self.ctx.timeouts.keepalive) >= DRAIN_IDLE_GRACE:
+                idle_for = now - (self.deadline - self.ctx.timeouts.keepalive)
+                if now >= self.deadline or (not patient and idle_for >= DRAIN_IDLE_GRACE):
                     self.close()
             elif now >= self.deadline:
                 # Accepted, but its first request never came within --header-timeout. (One that

@@ -139,6 +139,9 @@ class Worker:
         self.stopped = asyncio.Event()
         self.interrupts = 0
         self.recycling = False
+        # Patient drain (reload, recycle): idle keep-alive connections close at their own
+        # idle deadline, never while a client may be reusing them; on a stop, after a short grace.
+        self.patient = False
         self.listen_fds: list[int] = []
         self.master_buffer = b""
 
@@ -153,6 +156,7 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGQUIT, self._exit_now)
+        loop.add_signal_handler(signal.SIGHUP, self._retire)
         if self.spec.sites:
             # Multi-site: the master may pause our accepting (see process/acceptors.py); keep
             # our own copies of the listening sockets to start again from.
@@ -242,12 +246,18 @@ class Worker:
     def _exit_now(self) -> None:
         os._exit(1)
 
+    def _retire(self) -> None:
+        """Replaced by a reload: drain patiently, the server itself goes on."""
+        self.patient = True
+        self.stopped.set()
+
     def recycle(self, reason: str) -> None:
         """Stop gracefully so the master starts a fresh worker (limits, hung requests)."""
         if not self.recycling:
             self.recycling = True
             log.info("Worker %d recycling: %s", os.getpid(), reason)
             send(self.spec.channel, event="recycle", reason=reason)
+            self.patient = True
             self.stopped.set()
 
     def _heartbeat(self) -> None:
@@ -300,7 +310,7 @@ class Worker:
         while ctx.connections and self.loop.time() < deadline:
             now = self.loop.time()
             for conn in list(ctx.connections):
-                conn.shutdown(now)
+                conn.shutdown(now, self.patient)
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
             conn.abort()
