@@ -159,7 +159,8 @@ class Launched(Server):
 
     def __init__(self, cmd: Sequence[str], ready: str | None = "Corral ready", env: dict[str, str] | None = None,
                  pass_fds: Sequence[int] = (), timeout: float = 30.0) -> None:
-        self.proc = subprocess.Popen(list(cmd), env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+        full_env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | (env or {})
+        self.proc = subprocess.Popen(list(cmd), env=full_env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, pass_fds=tuple(pass_fds), start_new_session=True)
         self.log_lines: list[str] = []
         self.stdout_lines: list[str] = []
