@@ -38,7 +38,7 @@ from watchfiles import Change, DefaultFilter
 from ..config import Config
 from ..process.arbiter import describe_status
 from ..process.signals import SignalQueue
-from ..server.worker import WorkerSpec
+from ..server.spec import WorkerSpec
 from . import files
 from .output import format_changes
 

@@ -34,7 +34,7 @@ from ..config.sites import SiteConfig
 from ..observe.state import MasterStats, exit_cause
 from ..observe.titles import set_title
 from ..server.handoff import handoff_pair, receive_connection
-from ..server.worker import EXIT_APP_LOAD_ERROR, WorkerSpec
+from ..server.spec import EXIT_APP_LOAD_ERROR, WorkerSpec
 from ..wsgi.response import error_response
 from . import acceptors, policy
 from .control import ControlError, ControlServer, control_path

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import Config
 from ..config.sites import Middleware, Mount, SiteConfig
-from ..server.worker import WorkerSpec, run_worker
+from ..server.spec import WorkerSpec
 
 
 def fork_worker(spec: WorkerSpec, close_in_child: list[socket.socket]) -> int:
@@ -31,6 +31,8 @@ def fork_worker(spec: WorkerSpec, close_in_child: list[socket.socket]) -> int:
     try:
         for sock in close_in_child:
             sock.close()
+        from ..server.worker import run_worker  # the server stack loads in the worker only
+
         status = run_worker(spec)
     except BaseException:
         logging.getLogger("corral.error").exception("Worker crashed")

@@ -20,11 +20,8 @@ import signal
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Config
-from ..config.sites import SiteConfig
 from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
 from ..observe.access import AccessLog
@@ -35,25 +32,9 @@ from .context import ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
 from .handoff import receive_connection
 from .routing import Router
+from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec
 
 log = logging.getLogger("corral.error")
-
-EXIT_APP_LOAD_ERROR = 3  # reserved: the master must not respawn on this
-
-
-@dataclass
-class WorkerSpec:
-    config: Config
-    sockets: list[socket.socket]
-    channel: socket.socket
-    index: int
-    # Multi-site only: this worker's site, every site (for routing) and the handoff sockets.
-    site: SiteConfig | None = None
-    site_index: int = 0
-    sites: tuple[SiteConfig, ...] = ()
-    handoff_send: list[socket.socket] = field(default_factory=list)
-    handoff_receive: socket.socket | None = None
-
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
