@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
 
 from ..config import Config
 from ..dev.output import configure_logging
 from ..server.listeners import BindError
-from .serve import open_listeners
+from .serve import close_listeners, open_listeners
 
 log = logging.getLogger("corral.error")
 
@@ -39,16 +38,4 @@ def dev(config: Config, watch: Sequence[str] = ()) -> int:
     try:
         return Reloader(config, sockets, watch).run()
     finally:
-        for sock in sockets:
-            _close_listener(sock)
-
-
-def _close_listener(sock: socket.socket) -> None:
-    if sock.family == socket.AF_UNIX:
-        path = sock.getsockname()
-        if isinstance(path, str) and path:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-    sock.close()
+        close_listeners(sockets)

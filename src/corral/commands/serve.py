@@ -69,15 +69,20 @@ def serve(config: Config, plan: Plan | None = None) -> int:
     try:
         return Arbiter(config, sockets, sites, socket_activated=bool(activated)).run()
     finally:
-        for sock in sockets:
-            if sock.family == socket.AF_UNIX and not activated:  # systemd owns its socket files
-                path = sock.getsockname()
-                if isinstance(path, str) and path:
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
-            sock.close()
+        close_listeners(sockets, remove_files=not activated)  # systemd owns its socket files
+
+
+def close_listeners(sockets: list[socket.socket], remove_files: bool = True) -> None:
+    """Close listening sockets, removing the Unix socket files we created."""
+    for sock in sockets:
+        if sock.family == socket.AF_UNIX and remove_files:
+            path = sock.getsockname()
+            if isinstance(path, str) and path:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        sock.close()
 
 
 def _version() -> str:

@@ -26,28 +26,24 @@ def parse_size(text: str | int) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-def parse_positive_int(text: str | int) -> int:
+def _whole_number(text: str | int, minimum: int) -> int:
     if isinstance(text, bool):
         raise ValueProblem("expected a whole number")
     try:
         value = int(text)
     except (TypeError, ValueError):
         raise ValueProblem(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise ValueProblem(f"expected a number of at least 1, got {value}")
+    if value < minimum:
+        raise ValueProblem(f"expected a number of at least {minimum}, got {value}")
     return value
+
+
+def parse_positive_int(text: str | int) -> int:
+    return _whole_number(text, 1)
 
 
 def parse_count(text: str | int) -> int:
-    if isinstance(text, bool):
-        raise ValueProblem("expected a whole number")
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise ValueProblem(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise ValueProblem(f"expected a number of at least 0, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def parse_seconds(text: str | int | float) -> float:

@@ -20,7 +20,6 @@ the watcher thread only queues changed paths and wakes us through a socket.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import queue
@@ -38,7 +37,7 @@ from watchfiles import Change, DefaultFilter
 from ..config import Config
 from ..process.arbiter import describe_status
 from ..process.signals import SignalQueue
-from ..server.spec import WorkerSpec
+from ..server.spec import WorkerSpec, read_messages
 from . import files
 from .output import format_changes
 
@@ -226,21 +225,13 @@ class Reloader:
     def _pump(self, child: Child) -> bool:
         """Read and handle what the child sent; False once it closed its end."""
         while True:
-            try:
-                data = child.channel.recv(1 << 16)
-            except (BlockingIOError, InterruptedError):
-                return True
-            except OSError:
-                data = b""
-            if not data:
+            before = child.buffer
+            messages, child.buffer, closed = read_messages(child.channel, child.buffer)
+            if closed:
                 return False
-            child.buffer += data
-            *lines, child.buffer = child.buffer.split(b"\n")
-            for line in lines:
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    continue
+            if not messages and child.buffer == before:
+                return True  # nothing more to read for now
+            for message in messages:
                 if child is self.child:
                     self._on_message(child, message)
 

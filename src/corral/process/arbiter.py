@@ -34,7 +34,7 @@ from ..config.sites import SiteConfig
 from ..observe.state import MasterStats, exit_cause
 from ..observe.titles import set_title
 from ..server.handoff import handoff_pair, receive_connection
-from ..server.spec import EXIT_APP_LOAD_ERROR, WorkerSpec
+from ..server.spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
 from ..wsgi.response import error_response
 from . import acceptors, policy
 from .control import ControlError, ControlServer, control_path
@@ -349,22 +349,10 @@ class Arbiter:
         log.debug("Booting worker %d of %s (pid %d)", slot.index, group.label, pid)
 
     def _read_channel(self, handle: WorkerHandle) -> None:
-        try:
-            data = handle.channel.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
+        messages, handle.buffer, closed = read_messages(handle.channel, handle.buffer)
+        if closed:
             self.selector.unregister(handle.channel)
-            return
-        handle.buffer += data
-        *lines, handle.buffer = handle.buffer.split(b"\n")
-        for line in lines:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
+        for message in messages:
             self._on_message(handle, message)
 
     def _on_message(self, handle: WorkerHandle, message: dict[str, object]) -> None:

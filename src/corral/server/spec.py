@@ -7,6 +7,7 @@ over, once shared and counted by RSS in every process.)
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass, field
 
@@ -28,3 +29,32 @@ class WorkerSpec:
     sites: tuple[SiteConfig, ...] = ()
     handoff_send: list[socket.socket] = field(default_factory=list)
     handoff_receive: socket.socket | None = None
+
+
+Message = dict[str, object]
+
+
+def read_messages(channel: socket.socket, buffer: bytes, size: int = 65536) -> tuple[list[Message], bytes, bool]:
+    """Read what a channel holds: (whole JSON-line messages, the partial rest, closed?).
+
+    Master and workers talk over socketpairs in JSON lines; a line that does not
+    parse is skipped rather than trusted.
+    """
+    try:
+        data = channel.recv(size)
+    except (BlockingIOError, InterruptedError):
+        return [], buffer, False
+    except OSError:
+        data = b""
+    if not data:
+        return [], buffer, True
+    *lines, rest = (buffer + data).split(b"\n")
+    messages = []
+    for line in lines:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict):
+            messages.append(message)
+    return messages, rest, False

@@ -32,7 +32,7 @@ from .context import ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
 from .handoff import receive_connection
 from .routing import Router
-from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec
+from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
 
 log = logging.getLogger("corral.error")
 
@@ -162,22 +162,10 @@ class Worker:
         return 0
 
     def _on_master_message(self) -> None:
-        try:
-            data = self.spec.channel.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
+        messages, self.master_buffer, closed = read_messages(self.spec.channel, self.master_buffer, 4096)
+        if closed:
             self.loop.remove_reader(self.spec.channel.fileno())
-            return
-        self.master_buffer += data
-        *lines, self.master_buffer = self.master_buffer.split(b"\n")
-        for line in lines:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
+        for message in messages:
             if message.get("event") == "accept" and not self.ctx.stopping:
                 self.loop.create_task(self._set_accepting(bool(message.get("on"))))
 
