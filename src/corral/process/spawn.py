@@ -120,7 +120,8 @@ def decode_spec(data: dict[str, Any]) -> WorkerSpec:
 
 
 def _config(values: dict[str, Any]) -> Config:
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return Config(**fields)
 
 
 def _encode_site(site: SiteConfig) -> dict[str, Any]:

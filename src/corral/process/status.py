@@ -46,7 +46,7 @@ def status(arbiter: Arbiter) -> dict[str, Any]:
                 "threads": group.config.threads,
                 "down": group.down,
                 "restarts": dict(group.restarts),
-                "workers": sorted(workers, key=lambda w: w["pid"]),
+                "workers": sorted(workers, key=lambda w: int(w["pid"])),  # type: ignore[call-overload]
             }
         )
     return {

@@ -19,9 +19,14 @@ _CACHE_LIMIT = 4096  # distinct Host values remembered; clients choose them
 
 
 class Routable(Protocol):
-    hosts: tuple[str, ...]
-    default: bool
-    mount: str
+    @property
+    def hosts(self) -> tuple[str, ...]: ...
+
+    @property
+    def default(self) -> bool: ...
+
+    @property
+    def mount(self) -> str: ...
 
 
 def under(path: str, mount: str) -> bool:

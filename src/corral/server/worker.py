@@ -181,8 +181,8 @@ class Worker:
                 else:
                     self.servers.append(server)
         elif not on and self.servers:
-            for server in self.servers:
-                server.close()
+            for listening in self.servers:
+                listening.close()
             self.servers.clear()
 
     def _adopt_handed_off(self) -> None:

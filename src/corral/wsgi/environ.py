@@ -17,6 +17,7 @@ from ..http.request import Request
 from .file_wrapper import FileWrapper
 
 _key_cache: dict[bytes, str | None] = {}
+_MISSING = ""  # no environ key is empty: marks a header name not cached yet
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _JOIN = {"HTTP_COOKIE": "; "}
 
@@ -90,8 +91,8 @@ def request_environ(base: dict[str, Any], request: Request, body: BinaryIO) -> d
     environ["SERVER_PROTOCOL"] = _PROTOCOLS[request.version]
     environ["wsgi.input"] = body
     for name, value in request.headers:
-        key = _key_cache.get(name, False)
-        if key is False:
+        key = _key_cache.get(name, _MISSING)
+        if key is _MISSING:
             key = header_key(name)
         if key is None:
             continue
