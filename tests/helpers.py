@@ -24,8 +24,15 @@ APPS = TESTS / "apps"
 class Server:
     """A running `corral serve`; stderr is collected in `self.log_lines`."""
 
-    def __init__(self, args: Sequence[str], cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
-                 command: str = "serve", ready: str = "Corral ready", timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+        command: str = "serve",
+        ready: str = "Corral ready",
+        timeout: float = 20.0,
+    ) -> None:
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         full_env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -137,7 +144,7 @@ def read_until_close(sock: socket.socket, timeout: float = 5.0) -> bytes:
     while time.monotonic() < deadline:
         try:
             data = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             break
         except ConnectionResetError:
             break
