@@ -39,3 +39,20 @@ def hangs(environ, start_response):
 def hoards(environ, start_response):
     HOARD.append(b"\x01" * HOARD_STEP)  # written pages: they count in RSS at once (calloc'd zeros may not)
     return _answer(start_response, str(os.getpid()).encode())
+
+
+def download(environ, start_response):
+    """/?PATH: the file at PATH through wsgi.file_wrapper (sent with sendfile by the loop)."""
+    path = environ["QUERY_STRING"]
+    size = os.path.getsize(path)
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))])
+    return environ["wsgi.file_wrapper"](open(path, "rb"))  # noqa: SIM115 - closed by the server
+
+
+def trickle(environ, start_response):
+    """/?N: N chunks of 64 KiB from a generator: the app thread waits on a slow client."""
+    count = int(environ.get("QUERY_STRING") or "128")
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(count * 65536))])
+    chunk = b"x" * 65536
+    for _ in range(count):
+        yield chunk

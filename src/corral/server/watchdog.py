@@ -52,12 +52,24 @@ def thread_stack(ident: int | None) -> str:
 
 
 def hung_requests(connections: Iterable[HTTPConnection], timeout: float) -> list[HTTPConnection]:
-    """Connections whose request has run on an app thread for longer than `timeout`."""
+    """Connections whose request has run on an app thread for longer than `timeout`.
+
+    Once the loop sends the rest itself (a file with sendfile, or a file-like wrapper it
+    iterates), the app thread is done and may already run another request: a slow
+    client is then --send-timeout's business, and that thread's stack would be a stranger's.
+    """
     now = time.monotonic()
     hung = []
     for conn in connections:
         ex = conn.exchange
-        if ex is not None and ex.thread_ident is not None and not ex.timed_out and now - ex.started > timeout:
+        if (
+            ex is not None
+            and ex.thread_ident is not None
+            and not ex.timed_out
+            and now - ex.started > timeout
+            and ex.sendfile is None
+            and ex.iterator is None
+        ):
             hung.append(conn)
     return hung
 
