@@ -476,8 +476,9 @@ def reload_under_load(stack: Stack, methods: Sequence[str]) -> tuple[Counter[int
             stack.site.set_version(f"v{int(stack.site.version[1:]) + 1}")  # a deploy: new code on disk
             stack.corral.signal(signal.SIGHUP)
             wait_for_body(stack.site.version.encode())
-            # Keep the load on until the old generation has drained and exited.
-            stack.wait_for_metric("corral_workers", 'state="draining"', lambda n: n == 0)
+            # Keep the load on until the old generation has drained and exited: at the latest
+            # when nginx closes its idle connections to it (keepalive_timeout 20s).
+            stack.wait_for_metric("corral_workers", 'state="draining"', lambda n: n == 0, timeout=30)
             stack.wait_for_metric("corral_workers", 'state="ready"', lambda n: n == 4)
         with cond:
             count = len(seen)
@@ -501,22 +502,17 @@ def test_reload_under_load_through_nginx_fails_nothing(stack: Stack) -> None:
     assert versions[0] == first.encode() and versions[-1] == stack.site.version.encode() != first.encode()
 
 
-@pytest.mark.xfail(reason="Corral bug: a draining worker closes idle keep-alive connections 0.5 s after their last "
-                          "request (connection.py HTTPConnection.shutdown, DRAIN_IDLE_GRACE); nginx reusing one at "
-                          "that moment gets a reset and answers a POST (not retried: non-idempotent) with 502",
-                   strict=False)
 def test_reload_under_load_through_nginx_posts_are_not_reset(stack: Stack) -> None:
+    """nginx retries a GET on a reused connection that fails, never a POST: a retired worker
+    must not close an idle connection nginx may be reusing (it waits for its idle deadline)."""
     statuses, errors, _versions = reload_under_load(stack, ["GET"] + ["POST"] * 3)
     assert not errors
     assert statuses.keys() == {200}, statuses
 
 
-@pytest.mark.xfail(reason="Corral bug: a worker retired by a reload closes idle keep-alive connections as soon as it "
-                          "starts draining (after 0.5 s of quiet), racing the client's next request on them",
-                   strict=False)
 def test_reload_answers_requests_on_idle_keepalive_connections() -> None:
-    """The root of the 502s above, without nginx: clients that reuse an idle connection to
-    an old worker around the moment it starts draining must get an answer (Connection: close)."""
+    """The same without nginx: clients that reuse an idle connection to an old worker around
+    the moment it starts draining get an answer (fixed in fb62c0f: a patient drain)."""
     results: list[str] = []
     with Server(["basic:echo", "--workers", "2"]) as server:
         barrier = threading.Barrier(21)
