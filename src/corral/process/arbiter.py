@@ -154,8 +154,6 @@ class Arbiter:
             except OSError as exc:
                 sys.stderr.write(f"corral: error: cannot serve metrics on {self.config.metrics_bind}: {exc}\n")
                 return EXIT_FAILED
-            host, port = self.metrics.address
-            log.info("Metrics and health checks at http://%s:%d/metrics (/healthz, /readyz)", host, port)
         self.signals.install()
         self.selector.register(self.signals.fileno(), selectors.EVENT_READ, None)
         try:
