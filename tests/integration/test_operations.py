@@ -516,6 +516,34 @@ def test_stop_command_stops_the_server(serve: Serve, tmp_path: Path, graceful: b
     assert gone.returncode == 1
 
 
+def test_silent_control_clients_do_not_stall_the_master(serve: Serve, tmp_path: Path) -> None:
+    """The master's loop also reaps, replaces workers and handles signals: it must not wait
+    on a control client that connected and says nothing."""
+    sock = control(tmp_path)
+    server = serve("basic:pid", "--control-socket", sock)
+    silent = [socket.socket(socket.AF_UNIX) for _ in range(5)]
+    try:
+        for client in silent:
+            client.connect(sock)
+        started = time.monotonic()
+        result = corral("status", "--control-socket", sock)
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 1.5
+        # A half-sent line is kept until its newline arrives.
+        silent[0].sendall(b'{"command": ')
+        assert corral("status", "--control-socket", sock).returncode == 0
+        silent[0].sendall(b'"status"}\n')
+        silent[0].settimeout(5)
+        assert json.loads(silent[0].recv(65536))["pid"] == server.proc.pid
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+        assert time.monotonic() - started < 1.5
+    finally:
+        for client in silent:
+            client.close()
+
+
 def test_status_without_a_server_is_a_clear_error(tmp_path: Path) -> None:
     missing = str(tmp_path / "none.sock")
     result = corral("status", "--control-socket", missing)

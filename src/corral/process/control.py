@@ -2,9 +2,12 @@
 
 A Unix socket (mode 0600: only the server's user may steer it) that the
 master's selector loop serves. A client sends one JSON line, e.g.
-{"command": "reload", "site": "blog"}, and gets one JSON line back. Requests
-are tiny and answered from the master's own state, so each is handled
-synchronously with a short timeout.
+{"command": "reload", "site": "blog"}, and gets one JSON line back, answered
+from the master's own state. The master must never wait on a client (its loop
+also reaps and replaces workers and handles signals), so clients are read
+without blocking: ControlServer keeps its own selector over the listening
+socket and the clients whose line is incomplete, and hands the master that
+selector's fd, readable whenever any of them is.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +25,8 @@ from ..config import Config
 
 _TIMEOUT = 2.0  # seconds a control client gets to send its line
 _MAX_LINE = 65536
+_MAX_PENDING = 32  # clients with an incomplete line; past this the oldest is dropped
+_REPLY_TIMEOUT = 0.5  # seconds to hand a client its reply (the socket buffer takes it at once)
 
 
 class ControlError(Exception):
@@ -68,38 +75,80 @@ class ControlServer:
             os.umask(old_umask)
         self.sock.listen(16)
         self.sock.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.sock, selectors.EVENT_READ, None)
+        self.pending: dict[socket.socket, tuple[float, bytes]] = {}  # client -> (deadline, data so far)
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        """Readable when a client connects or sends (an epoll/kqueue fd is itself pollable)."""
+        return self.selector.fileno()
 
     def accept_all(self) -> None:
-        while True:
+        """Serve whatever is ready, without blocking; called when fileno() is readable."""
+        for key, _ in self.selector.select(0):
+            if key.data is None:
+                self._accept()
+            else:
+                self._read(key.fileobj)  # type: ignore[arg-type]
+        now = time.monotonic()
+        for client, (deadline, _) in list(self.pending.items()):
+            if now > deadline:
+                self._drop(client)
+
+    def _accept(self) -> None:
+        for _ in range(16):  # bounded: the master has other work
             try:
                 client, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            with client:
-                self._serve(client)
+            except OSError:
+                return  # e.g. EMFILE: the client is left in the backlog; try again later
+            client.setblocking(False)
+            if len(self.pending) >= _MAX_PENDING:
+                self._drop(min(self.pending, key=lambda c: self.pending[c][0]))
+            self.pending[client] = (time.monotonic() + _TIMEOUT, b"")
+            self.selector.register(client, selectors.EVENT_READ, client)
+            self._read(client)  # the line is usually there already
 
-    def _serve(self, client: socket.socket) -> None:
-        client.settimeout(_TIMEOUT)
+    def _read(self, client: socket.socket) -> None:
+        deadline, data = self.pending[client]
         try:
-            data = b""
-            while b"\n" not in data and len(data) < _MAX_LINE:
-                chunk = client.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            try:
-                message = json.loads(data.split(b"\n", 1)[0] or b"{}")
-                reply = self.handler(message) if isinstance(message, dict) else {"error": "expected a JSON object"}
-            except ValueError:
-                reply = {"error": "expected one JSON line"}
+            chunk = client.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        data += chunk
+        if b"\n" in data or not chunk or len(data) >= _MAX_LINE:
+            self._answer(client, data)
+        else:
+            self.pending[client] = (deadline, data)
+
+    def _answer(self, client: socket.socket, data: bytes) -> None:
+        try:
+            message = json.loads(data.split(b"\n", 1)[0] or b"{}")
+            reply = self.handler(message) if isinstance(message, dict) else {"error": "expected a JSON object"}
+        except ValueError:
+            reply = {"error": "expected one JSON line"}
+        try:
+            client.settimeout(_REPLY_TIMEOUT)
             client.sendall(json.dumps(reply).encode() + b"\n")
         except OSError:
             pass  # the client went away; nothing to answer
+        self._drop(client)
+
+    def _drop(self, client: socket.socket) -> None:
+        self.pending.pop(client, None)
+        try:
+            self.selector.unregister(client)
+        except (KeyError, ValueError):
+            pass
+        client.close()
 
     def close(self) -> None:
+        for client in list(self.pending):
+            self._drop(client)
+        self.selector.close()
         self.sock.close()
         try:
             os.unlink(self.path)
