@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from corral.process.control import send_command
-from helpers import APPS, Server
+from helpers import APPS, Server, read_response
 
 Serve = Callable[..., Server]
 
@@ -311,6 +311,27 @@ def test_a_slow_download_is_not_a_hung_request(serve: Serve, tmp_path: Path, app
     assert slow_download(server.port, target) == size
     assert "over --timeout" not in server.log()
     assert "recycling" not in server.log()
+
+
+def test_a_draining_worker_stuck_in_an_inline_app_is_killed(serve: Serve, tmp_path: Path) -> None:
+    """A recycling (or reload-retired) worker sends no heartbeats; if an inline app blocks its
+    loop it cannot enforce --graceful-timeout itself, so the master must, or it lingers forever."""
+    sock = control(tmp_path)
+    options = "--max-requests 1 --graceful-timeout 1 --timeout 1 --log-level debug".split()
+    server = serve("ops_apps:hangs", *options, "--control-socket", sock)
+    with server.connect() as conn:
+        conn.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        status_code, _, body = read_response(conn)
+        assert status_code == 200
+        old = int(body)  # that was its one request: it is recycling, and still serves this connection
+        conn.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert server.wait_for(rf"deeply asleep in {old}", 10), server.log()
+        assert server.wait_for(rf"Worker {old} exited \(killed by SIGKILL\)", 8), server.log()
+    log = server.log()
+    assert re.search(rf"Worker {old} of app is still draining", log), log
+    assert STACK.search(log), log
+    assert get_pid(server.port) != old
+    assert old not in pids_of(status(sock))
 
 
 # -- recycling limits ---------------------------------------------------------------

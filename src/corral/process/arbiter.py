@@ -96,6 +96,7 @@ class WorkerHandle:
     told_to_stop: bool = False
     exit_cause: str | None = None  # why we expect it to exit (recycling, timeout)
     kill_at: float = 0.0  # hung: SIGKILL at this time, after its stack was dumped
+    drain_deadline: float = 0.0  # told to stop: it must be gone by then (set by _check_heartbeats)
     accepting: bool = True  # multi-site: whether it takes new connections (acceptors.py)
 
 
@@ -484,8 +485,21 @@ class Arbiter:
                     handle.kill_at = 0.0
                     self._signal(handle.pid, signal.SIGKILL)
                 continue
+            if handle.told_to_stop:
+                # A draining worker keeps --graceful-timeout itself, unless an inline app blocks
+                # its loop (it sends no heartbeats while draining): then it would linger forever.
+                if not handle.drain_deadline:
+                    handle.drain_deadline = now + handle.group.config.graceful_timeout + _KILL_MARGIN
+                elif now >= handle.drain_deadline:
+                    log.error(
+                        "Worker %d of %s is still draining past --graceful-timeout %gs: its stack follows; killing it",
+                        handle.pid, handle.group.label, handle.group.config.graceful_timeout,
+                    )
+                    self._signal(handle.pid, signal.SIGUSR1)
+                    handle.kill_at = now + _DUMP_GRACE
+                continue
             limit = handle.group.config.timeout + _HEARTBEAT_GRACE
-            if not handle.slot.ready or handle.told_to_stop or now - handle.last_heartbeat <= limit:
+            if not handle.slot.ready or now - handle.last_heartbeat <= limit:
                 continue
             log.error(
                 "Worker %d of %s sent no heartbeat for %.0fs (--timeout %gs): its stack follows; replacing it",
