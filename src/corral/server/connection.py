@@ -331,11 +331,14 @@ class HTTPConnection(asyncio.Protocol):
         """The response is fully handed to the transport. True if the connection lives on."""
         ctx = self.ctx
         if ex.result is not None:
-            _set_running_loop(None)  # close() is app code: synchronous, as in run_inline
-            try:
+            if ctx.hide_loop:
+                _set_running_loop(None)  # close() is app code: synchronous, as in run_inline
+                try:
+                    ex.close_result()
+                finally:
+                    _set_running_loop(ctx.loop)
+            else:
                 ex.close_result()
-            finally:
-                _set_running_loop(ctx.loop)
         ctx.requests_served += 1
         request = ex.request
         duration = time.monotonic() - ex.started

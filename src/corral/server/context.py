@@ -50,6 +50,10 @@ class ServerContext:
     recycle_at: int = 0
     # Counters the heartbeat carries to the master (metrics, status); site names the series.
     stats: WorkerStats = field(default_factory=WorkerStats)
+    # Hide the running loop while inline app code runs: needed by code that refuses to do
+    # blocking work "in an async context" (Django's ORM, asgiref); each hide costs two getpid()
+    # system calls on Python 3.11, so apps that load neither skip it (see loop_sensitive()).
+    hide_loop: bool = True
     site_name: str = "main"
     recycle: Callable[[str], None] = lambda reason: None
     _streaming_pool: ThreadPoolExecutor | None = None

@@ -106,24 +106,28 @@ def _check_chunk(data: Any) -> bytes:
 
 def run_inline(ex: Exchange) -> bool:
     """Run the app on the loop thread. True when the exchange is already complete."""
-    loop = ex.conn.ctx.loop
+    ctx = ex.conn.ctx
+    if not ctx.hide_loop:
+        return _run_inline(ex)
     # The app is plain synchronous code even though it runs on the loop's thread: hide the
     # running loop, or Django's async-safety check refuses ORM calls ("async context").
     _set_running_loop(None)
     try:
         return _run_inline(ex)
     finally:
-        _set_running_loop(loop)
+        _set_running_loop(ctx.loop)
 
 
 def pump(ex: Exchange) -> bool:
     """Pull the iterable while the transport accepts data; resume_writing calls again."""
-    loop = ex.conn.ctx.loop
+    ctx = ex.conn.ctx
+    if not ctx.hide_loop:
+        return _pump(ex)
     _set_running_loop(None)
     try:
         return _pump(ex)
     finally:
-        _set_running_loop(loop)
+        _set_running_loop(ctx.loop)
 
 
 def _run_inline(ex: Exchange) -> bool:

@@ -36,6 +36,11 @@ from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
 
 log = logging.getLogger("corral.error")
 
+def loop_sensitive() -> bool:
+    """Whether the loaded app includes code that checks for a running event loop."""
+    return any(name in sys.modules for name in ("django", "asgiref"))
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -113,6 +118,7 @@ class Worker:
             self.ctx.site_index = spec.site_index
             self.ctx.mount = spec.sites[spec.site_index].mount
             self.ctx.handoff = spec.handoff_send
+        self.ctx.hide_loop = loop_sensitive()
         self.ctx.recycle_at = watchdog.request_limit(config)
         self.ctx.recycle = self.recycle
         self.servers: list[asyncio.AbstractServer] = []
