@@ -342,7 +342,7 @@ class HTTPConnection(asyncio.Protocol):
         ctx.requests_served += 1
         request = ex.request
         duration = time.monotonic() - ex.started
-        ctx.stats.record(ctx.site_name, request.method, ex.response.code, duration, request.received, ex.bytes_out)
+        ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
         if ctx.requests_served == ctx.recycle_at:
             ctx.recycle("max-requests")
         self.exchange = None
@@ -350,7 +350,7 @@ class HTTPConnection(asyncio.Protocol):
             ctx.access_log(ex)
         # What the response announced decides: one that went out as keep-alive before we began
         # draining must not be followed by a close (the client's next request would be reset).
-        reusable = ex.response.keep_alive and not self._closed
+        reusable = ex.keep_alive and not self._closed
         body = ex.request.body
         if body is not None:
             if type(body) is SpooledBody:
@@ -368,7 +368,7 @@ class HTTPConnection(asyncio.Protocol):
         if ex is None or self._closed:
             return
         self.ctx.stats.record(self.ctx.site_name, ex.request.method, 504, time.monotonic() - ex.started, 0, 0)
-        if not ex.response.headers_sent:
+        if not ex.headers_sent:
             self.transport.write(error_response(504, "Gateway Timeout", "The application did not answer in time."))
             self.close()
         else:
@@ -416,7 +416,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def send_continue(self) -> None:
         ex = self.exchange
-        if ex is not None and not ex.response.headers_sent and not self._closed:
+        if ex is not None and not ex.headers_sent and not self._closed:
             self.transport.write(_CONTINUE)
 
     # -- sendfile ----------------------------------------------------------------
@@ -520,8 +520,8 @@ class HTTPConnection(asyncio.Protocol):
                 # Accepted, but its first request never came within --header-timeout. (One that
                 # comes in time is answered: the client had no reason to expect a refusal.)
                 self.close()
-        elif ex is not None and not ex.response.headers_sent:
-            ex.response.keep_alive = False  # say "Connection: close", so no client reuses it
+        elif ex is not None and not ex.headers_sent:
+            ex.keep_alive = False  # say "Connection: close", so no client reuses it
 
     def _connection_environ(self, transport: Any) -> dict[str, Any]:
         ctx = self.ctx

@@ -43,8 +43,12 @@ class ConnectionGone(Exception):
     """The client went away while the app was still producing the response."""
 
 
-class Exchange:
-    """One request/response cycle on a connection."""
+class Exchange(Response):
+    """One request/response cycle on a connection.
+
+    It *is* its Response (start_response, framing) rather than holding one: one object
+    per request instead of two on the hot path; `ex.response` is the same object.
+    """
 
     # Class-level defaults keep construction cheap on the hot path.
     result: Any = None
@@ -60,9 +64,18 @@ class Exchange:
         self.conn = conn
         self.request = request
         self.environ = environ
-        keep_alive = request.keep_alive and not conn.ctx.stopping  # draining: tell the client to reconnect
-        self.response = Response(request.version, request.method == "HEAD", keep_alive, self.write_inline)
+        self.version = request.version
+        self.head_only = self.no_body = request.method == "HEAD"
+        self.keep_alive = request.keep_alive and not conn.ctx.stopping  # draining: tell the client to reconnect
         self.started = time.monotonic()
+
+    @property
+    def response(self) -> Response:
+        return self  # (a property, not an attribute: a self-reference would need the GC)
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        """PEP 3333's write() callable; the threaded path replaces it per exchange."""
+        self.write_inline(data)
 
     def write_inline(self, data: bytes) -> None:
         """The write() callable of PEP 3333 when the app runs on the loop thread."""
@@ -132,7 +145,7 @@ def pump(ex: Exchange) -> bool:
 
 def _run_inline(ex: Exchange) -> bool:
     conn = ex.conn
-    response = ex.response
+    response = ex
     try:
         result = conn.ctx.app(ex.environ, response.start_response)
         if type(result) is list and len(result) <= 1:  # the common fast path; lists have no close()
@@ -152,7 +165,7 @@ def _run_inline(ex: Exchange) -> bool:
 
 def _pump(ex: Exchange) -> bool:
     conn = ex.conn
-    response = ex.response
+    response = ex
     write = conn.transport.write
     is_closing = conn.transport.is_closing
     try:
@@ -192,18 +205,18 @@ def fail(ex: Exchange, exc_info: Any) -> bool:
     ex.log_app_error(exc_info)
     conn = ex.conn
     ex.close_result()
-    if ex.response.headers_sent:
+    if ex.headers_sent:
         conn.abort()
         return False
-    ex.response.keep_alive = False
-    ex.response.code = 500
+    ex.keep_alive = False
+    ex.code = 500
     conn.transport.write(_INTERNAL_ERROR)
     return conn.complete(ex)
 
 
 def start_sendfile(ex: Exchange, wrapper: FileWrapper) -> bool:
     """Send a FileWrapper with os.sendfile if possible; False to fall back to iteration."""
-    response = ex.response
+    response = ex
     conn = ex.conn
     span = wrapper.sendfile_range()
     if span is None or response.headers_sent or conn.transport.get_write_buffer_size():
@@ -227,7 +240,7 @@ def run_threaded(ex: Exchange) -> None:
     """Body of a pool thread: run the app, hand the output to the loop in batches."""
     conn = ex.conn
     loop = conn.ctx.loop
-    response = ex.response
+    response = ex
     ex.thread_ident = threading.get_ident()
     ex.permits = threading.Semaphore(2)
     batch: list[bytes] = []
@@ -253,7 +266,7 @@ def run_threaded(ex: Exchange) -> None:
             ex.bytes_out += len(data)
             flush()
 
-    response.write = write
+    response.write = write  # type: ignore[method-assign]  # per-exchange write() for app threads
     try:
         ex.result = result = conn.ctx.app(ex.environ, response.start_response)
         if isinstance(result, FileWrapper) and not batch and not response.headers_sent:
@@ -309,8 +322,8 @@ def _head(ex: Exchange) -> bytes:
     """The head, saying Connection: close when a 100-continue body was left unread on the wire."""
     request = ex.request
     if not request.complete and type(request.body) is StreamingBody:
-        ex.response.keep_alive = False
-    return ex.response.head()
+        ex.keep_alive = False
+    return ex.head()
 
 
 def _refusal(exc: BaseException) -> HTTPError | None:
