@@ -61,7 +61,7 @@ class Server:
                 raise RuntimeError("server did not become ready:\n" + self.log())
             match = self.wait_for(r"Listening at http://[^\s]+:(\d+)", 1.0)
             if match:
-                self.port = int(re.search(r":(\d+)\s*$", match.strip()).group(1))  # type: ignore[union-attr]
+                self.port = int(re.search(r"Listening at http://\S+:(\d+)", match).group(1))  # type: ignore[union-attr]
 
     def _collect(self, stream, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
         for raw in iter(stream.readline, b""):

@@ -278,20 +278,7 @@ def slow_download(port: int, target: str, deadline: float = 15.0) -> int:
     return got - len(head) - 4
 
 
-SLOW_CLIENT_IS_NOT_A_HANG = (
-    "watchdog.hung_requests counts the whole request time, including time the app thread "
-    "waits in exchange._acquire for a slow client (flow control); needs the time waited on "
-    "the client to be left out (exchange/connection accounting)"
-)
-
-
-@pytest.mark.parametrize(
-    "app",
-    [
-        "download",
-        pytest.param("trickle", marks=pytest.mark.xfail(reason=SLOW_CLIENT_IS_NOT_A_HANG, strict=True)),
-    ],
-)
+@pytest.mark.parametrize("app", ["download", "trickle"])
 def test_a_slow_download_is_not_a_hung_request(serve: Serve, tmp_path: Path, app: str) -> None:
     """--timeout is about the app; a client taking its time is --send-timeout's business.
 

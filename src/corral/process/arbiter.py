@@ -566,8 +566,6 @@ class Arbiter:
                 self.stop(graceful=False)
             return
         if handle.exit_cause is not None:
-            group.restarts[handle.exit_cause.split(" ")[0]] += 1
-        if handle.exit_cause is not None:
             cause: str | None = handle.exit_cause.split(" ")[0]
         elif handle.generation < group.generation:
             cause = "reload"
@@ -576,11 +574,12 @@ class Arbiter:
         else:
             cause = exit_cause(status)
         self.stats.worker_exited(handle.pid, cause)
+        if cause is not None:
+            group.restarts[cause] += 1  # same causes as the metrics: signal, exit, memory, timeout, ...
         if expected:
             log.debug("Worker %d exited (%s)", handle.pid, reason)
             slot.pid = None
             return
-        group.restarts[reason.replace("killed by ", "")] += 1
         log.error("Worker %d of %s died (%s); restarting", handle.pid, group.label, reason)
         policy.record_exit(slot, time.monotonic())
         if slot.crashes > 1:

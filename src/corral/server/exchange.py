@@ -67,7 +67,7 @@ class Exchange(Response):
         self.version = request.version
         self.head_only = self.no_body = request.method == "HEAD"
         self.keep_alive = request.keep_alive and not conn.ctx.stopping  # draining: tell the client to reconnect
-        self.started = time.monotonic()
+        self.started = self.active_since = time.monotonic()
 
     @property
     def response(self) -> Response:
@@ -355,6 +355,7 @@ def _detach(ex: Exchange, wrapper: FileWrapper) -> FileWrapper:
 
 
 def _acquire(ex: Exchange) -> None:
+    """Wait until the client has taken enough of the response to send more (flow control)."""
     permits = ex.permits
     assert permits is not None
     while not permits.acquire(timeout=1.0):
@@ -362,4 +363,7 @@ def _acquire(ex: Exchange) -> None:
             break
     if ex.aborted:
         raise ConnectionGone()
+    # Time spent waiting on a slow client is not the app hanging (--timeout): that is
+    # --send-timeout's business. The app's clock restarts now.
+    ex.active_since = time.monotonic()
 

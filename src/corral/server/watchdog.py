@@ -66,7 +66,7 @@ def hung_requests(connections: Iterable[HTTPConnection], timeout: float) -> list
             ex is not None
             and ex.thread_ident is not None
             and not ex.timed_out
-            and now - ex.started > timeout
+            and now - ex.active_since > timeout
             and ex.sendfile is None
             and ex.iterator is None
         ):
