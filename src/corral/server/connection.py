@@ -331,7 +331,7 @@ class HTTPConnection(asyncio.Protocol):
         """The response is fully handed to the transport. True if the connection lives on."""
         ctx = self.ctx
         if ex.result is not None:
-            if ctx.hide_loop:
+            if ctx.hide_loop and not ctx.loop_hidden:
                 _set_running_loop(None)  # close() is app code: synchronous, as in run_inline
                 try:
                     ex.close_result()

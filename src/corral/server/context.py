@@ -54,6 +54,7 @@ class ServerContext:
     # blocking work "in an async context" (Django's ORM, asgiref); each hide costs two getpid()
     # system calls on Python 3.11, so apps that load neither skip it (see loop_sensitive()).
     hide_loop: bool = True
+    loop_hidden: bool = False  # currently hidden (so nested app calls do not switch again)
     site_name: str = "main"
     recycle: Callable[[str], None] = lambda reason: None
     _streaming_pool: ThreadPoolExecutor | None = None

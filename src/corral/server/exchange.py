@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.error")
 
 _BATCH = 65536  # threaded mode: bytes gathered before one hand-off to the loop
+_COPY_LIMIT = 16384  # smaller chunks are joined with their framing; larger go out as pieces
 _INTERNAL_ERROR = error_response(500, "Internal Server Error", "The application failed.")
 
 
@@ -120,26 +121,31 @@ def _check_chunk(data: Any) -> bytes:
 def run_inline(ex: Exchange) -> bool:
     """Run the app on the loop thread. True when the exchange is already complete."""
     ctx = ex.conn.ctx
-    if not ctx.hide_loop:
+    if not ctx.hide_loop or ctx.loop_hidden:
         return _run_inline(ex)
     # The app is plain synchronous code even though it runs on the loop's thread: hide the
     # running loop, or Django's async-safety check refuses ORM calls ("async context").
+    # (Once per entry, not nested: each switch costs a getpid() system call on 3.11.)
     _set_running_loop(None)
+    ctx.loop_hidden = True
     try:
         return _run_inline(ex)
     finally:
+        ctx.loop_hidden = False
         _set_running_loop(ctx.loop)
 
 
 def pump(ex: Exchange) -> bool:
     """Pull the iterable while the transport accepts data; resume_writing calls again."""
     ctx = ex.conn.ctx
-    if not ctx.hide_loop:
+    if not ctx.hide_loop or ctx.loop_hidden:
         return _pump(ex)
     _set_running_loop(None)
+    ctx.loop_hidden = True
     try:
         return _pump(ex)
     finally:
+        ctx.loop_hidden = False
         _set_running_loop(ctx.loop)
 
 
@@ -167,6 +173,7 @@ def _pump(ex: Exchange) -> bool:
     conn = ex.conn
     response = ex
     write = conn.transport.write
+    writelines = conn.transport.writelines
     is_closing = conn.transport.is_closing
     try:
         for data in ex.iterator:
@@ -178,9 +185,14 @@ def _pump(ex: Exchange) -> bool:
                 if response.no_body:
                     write(head)
                     break  # HEAD, 204, 304: the head is all there is
-                write(head + response.frame(data))
-            else:
+                if len(data) < _COPY_LIMIT:
+                    write(head + response.frame(data))
+                else:
+                    writelines((head, *response.frame_parts(data)))
+            elif len(data) < _COPY_LIMIT:
                 write(response.frame(data))
+            else:
+                writelines(response.frame_parts(data))  # big chunks: framed without a copy
             ex.bytes_out += len(data)
             if response.overflow:
                 log.error("%s: the app sent more than its Content-Length; the excess was dropped", ex.describe())

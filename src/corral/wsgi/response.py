@@ -151,6 +151,12 @@ class Response:
         self.sent += len(data)
         return data
 
+    def frame_parts(self, data: bytes) -> tuple[bytes, ...]:
+        """frame() without copying `data`: the pieces to hand to writelines()."""
+        if self.chunked:
+            return (b"%x\r\n" % len(data), data, b"\r\n")
+        return (self.frame(data),)
+
     def end(self) -> bytes:
         """Bytes that close the body; also settles whether the connection can be reused."""
         if self.chunked:

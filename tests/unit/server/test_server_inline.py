@@ -32,6 +32,9 @@ class FakeTransport:
         self.fail_after: int | None = None  # writes before the peer "resets" the connection
 
     # what HTTPConnection uses
+    def writelines(self, pieces) -> None:  # type: ignore[no-untyped-def]
+        self.write(b"".join(pieces))  # as asyncio's: one write of the pieces together
+
     def write(self, data: bytes) -> None:
         if self.closing:
             return  # asyncio drops writes on a closing transport
