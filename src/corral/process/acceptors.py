@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-WINDOW = 2.0  # seconds of traffic each decision looks at
-MIN_REQUESTS = 200  # below this many requests in a window, every site accepts
+WINDOW = 1.0  # seconds of traffic each decision looks at
+MIN_REQUESTS = 100  # below this many requests in a window, every site accepts
 MIN_SHARE = 0.1  # a site with at least this share of the window's requests keeps accepting
 
 

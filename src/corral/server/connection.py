@@ -67,6 +67,7 @@ class HTTPConnection(asyncio.Protocol):
         # Multi-site: the bytes read before the first request was routed (handed on if it isn't ours).
         self._raw: bytearray | None = bytearray() if ctx.router is not None else None
         self._reroute_to: int | None = None
+        self._routed: Request | None = None  # the first request, already routed here
 
     # -- asyncio.Protocol --------------------------------------------------------
 
@@ -241,7 +242,11 @@ class HTTPConnection(asyncio.Protocol):
         ctx = self.ctx
         assert ctx.router is not None
         path = environ["PATH_INFO"]
-        index = ctx.router.match(environ.get("HTTP_HOST", ""), path)
+        if request is self._routed:
+            index = ctx.site_index
+            self._routed = None
+        else:
+            index = ctx.router.match(environ.get("HTTP_HOST", ""), path)
         if index == ctx.site_index:
             self._raw = None
             if ctx.mount:
@@ -269,8 +274,12 @@ class HTTPConnection(asyncio.Protocol):
         path = request.path
         text = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
         index = ctx.router.match((request.host or b"").decode("latin-1"), text)
-        if index == ctx.site_index or index is None:
-            self._raw = None  # ours, or a 404 that _start answers
+        if index == ctx.site_index:
+            self._raw = None
+            self._routed = request  # _start need not route it again
+            return
+        if index is None:
+            self._raw = None  # a 404 that _start answers
             return
         self._reroute_to = index
         self._try_handoff()
