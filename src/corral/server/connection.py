@@ -242,6 +242,7 @@ class HTTPConnection(asyncio.Protocol):
         ctx = self.ctx
         assert ctx.router is not None
         path = environ["PATH_INFO"]
+        index: int | None
         if request is self._routed:
             index = ctx.site_index
             self._routed = None

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from asyncio import _set_running_loop
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..http.errors import HTTPError
@@ -118,38 +119,32 @@ def _check_chunk(data: Any) -> bytes:
 # -- inline --------------------------------------------------------------------
 
 
-def run_inline(ex: Exchange) -> bool:
-    """Run the app on the loop thread. True when the exchange is already complete."""
-    ctx = ex.conn.ctx
-    if not ctx.hide_loop or ctx.loop_hidden:
-        return _run_inline(ex)
-    # The app is plain synchronous code even though it runs on the loop's thread: hide the
-    # running loop, or Django's async-safety check refuses ORM calls ("async context").
-    # (Once per entry, not nested: each switch costs a getpid() system call on 3.11.)
-    _set_running_loop(None)
-    ctx.loop_hidden = True
-    try:
-        return _run_inline(ex)
-    finally:
-        ctx.loop_hidden = False
-        _set_running_loop(ctx.loop)
+def _loop_hidden(step: Callable[[Exchange], bool]) -> Callable[[Exchange], bool]:
+    """Run `step` (app code on the loop thread) with the running loop hidden, when needed.
 
+    The app is plain synchronous code even though it runs on the loop's thread: code that
+    refuses blocking work "in an async context" (Django's ORM, asgiref) must not see the loop.
+    Switched once per entry, never nested: each switch costs a getpid() system call on 3.11.
+    """
 
-def pump(ex: Exchange) -> bool:
-    """Pull the iterable while the transport accepts data; resume_writing calls again."""
-    ctx = ex.conn.ctx
-    if not ctx.hide_loop or ctx.loop_hidden:
-        return _pump(ex)
-    _set_running_loop(None)
-    ctx.loop_hidden = True
-    try:
-        return _pump(ex)
-    finally:
-        ctx.loop_hidden = False
-        _set_running_loop(ctx.loop)
+    def run(ex: Exchange) -> bool:
+        ctx = ex.conn.ctx
+        if not ctx.hide_loop or ctx.loop_hidden:
+            return step(ex)
+        _set_running_loop(None)
+        ctx.loop_hidden = True
+        try:
+            return step(ex)
+        finally:
+            ctx.loop_hidden = False
+            _set_running_loop(ctx.loop)
+
+    run.__doc__ = step.__doc__
+    return run
 
 
 def _run_inline(ex: Exchange) -> bool:
+    """Run the app on the loop thread. True when the exchange is already complete."""
     conn = ex.conn
     response = ex
     try:
@@ -170,6 +165,7 @@ def _run_inline(ex: Exchange) -> bool:
 
 
 def _pump(ex: Exchange) -> bool:
+    """Pull the iterable while the transport accepts data; resume_writing calls again."""
     conn = ex.conn
     response = ex
     write = conn.transport.write
@@ -210,6 +206,10 @@ def _pump(ex: Exchange) -> bool:
     except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
         return fail(ex, sys.exc_info())
     return conn.complete(ex)
+
+
+run_inline = _loop_hidden(_run_inline)
+pump = _loop_hidden(_pump)
 
 
 def fail(ex: Exchange, exc_info: Any) -> bool:
