@@ -52,6 +52,9 @@ _HEAD_SLACK = 4096
 _VERSION_REASONS = ("Invalid HTTP version", "Pause on PRI/Upgrade")
 
 BodyFactory = Callable[[Request], BodySink]
+# Lengths of the field names _check_fields acts on: host, expect, content-length, transfer-encoding.
+_SPECIAL_LENGTHS = frozenset((4, 6, 14, 17))
+_valid_hosts: set[bytes] = set()  # Host values already checked against _HOST_RE
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
@@ -263,6 +266,8 @@ class RequestParser:
             if size > limits.max_header_size:
                 raise HeaderFieldsTooLarge(f"header fields larger than {limits.max_header_size} bytes")
         for name, value in request.headers:
+            if len(name) not in _SPECIAL_LENGTHS:
+                continue  # most fields need no look: skip the lower() for them
             lower = name.lower()
             if lower == b"host":
                 hosts += 1
@@ -285,8 +290,11 @@ class RequestParser:
         if host is None:
             if request.version == "1.1":
                 raise BadRequest("missing Host header")
-        elif not _HOST_RE.match(host):
-            raise BadRequest("malformed Host header")
+        elif host not in _valid_hosts:
+            if not _HOST_RE.match(host):
+                raise BadRequest("malformed Host header")
+            if len(_valid_hosts) < 1024:  # clients choose Host values: bounded
+                _valid_hosts.add(host)
         request.host = host
         if transfer_encoding is not None:
             if request.version == "1.0":
