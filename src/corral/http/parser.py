@@ -340,6 +340,7 @@ class RequestParser:
             if not _HOST_RE.match(authority):
                 raise BadRequest("malformed host in request target")
             request.host = authority
+            request.absolute_form = True
             request.path = url.path or b"/"
             request.query = url.query or b""
             return

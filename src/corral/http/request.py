@@ -33,6 +33,7 @@ class Request:
     body: BodySink | None = None
     complete = False
     received = 0  # body bytes received so far (decoded)
+    absolute_form = False  # the target was http://host/...: its authority replaced Host
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []

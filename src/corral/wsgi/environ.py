@@ -103,6 +103,6 @@ def request_environ(base: dict[str, Any], request: Request, body: BinaryIO) -> d
             environ[key] = text
     if request.chunked:
         environ.pop("CONTENT_LENGTH", None)
-    if request.host is not None and not (request.target[:1] == b"/" or request.target == b"*"):
-        environ["HTTP_HOST"] = request.host.decode("latin-1")  # absolute-form target wins
+    if request.absolute_form:
+        environ["HTTP_HOST"] = request.host.decode("latin-1")  # type: ignore[union-attr]  # the target's authority wins
     return environ
