@@ -17,7 +17,7 @@ from . import __version__
 from .config.files import CONFIG_FILE, PROFILE_ENV, default_config_path
 from .config.plan import Plan, load_plan
 from .config.problems import ConfigError
-from .config.settings import SETTINGS, Config, toml_key
+from .config.settings import SETTINGS, toml_key
 from .config.values import ValueProblem
 
 _UNSET: Any = object()
@@ -138,11 +138,6 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         except ValueProblem as exc:
             raise UsageError(f"{flag}: {exc}") from None
     return changes
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Defaults, overridden by every flag that was given (no config file)."""
-    return Config(**overrides_from_args(args))
 
 
 def plan_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Plan:

@@ -35,7 +35,6 @@ from .values import ValueProblem, parse_positive_int, toml_type_name
 SITE_ONLY_KEYS = ("processes", "virtualenv", "hosts", "default", "mount", "mounts", "middleware", "user", "group")
 APP_SETTINGS = tuple(f for f in SETTINGS if f.metadata["group"] == "app")
 SITE_SETTINGS = keys_for(f for f in SETTINGS if f.metadata["group"] == "app" or f.metadata["site"])
-SITE_KEYS = (*SITE_SETTINGS, *SITE_ONLY_KEYS)
 
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _HOST_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*\Z")

@@ -23,7 +23,6 @@ RED = "\033[31m"
 GREEN = "\033[32m"
 YELLOW = "\033[33m"
 CYAN = "\033[36m"
-MAGENTA = "\033[35m"
 
 _LEVEL_COLORS = {
     logging.DEBUG: DIM,

@@ -19,7 +19,6 @@ the watcher thread only queues changed paths and wakes us through a socket.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import queue
@@ -36,7 +35,7 @@ from watchfiles import Change, DefaultFilter
 
 from ..config import Config
 from ..process.arbiter import describe_status
-from ..process.signals import SignalQueue
+from ..process.signals import SignalQueue, signal_if_alive
 from ..server.spec import WorkerSpec, read_messages
 from . import files
 from .output import format_changes
@@ -348,8 +347,4 @@ class Reloader:
         return broken and path.endswith(".py") and files.is_project_file(path)
 
     def _signal(self, pid: int, sig: int) -> None:
-        try:
-            os.kill(pid, sig)
-        except OSError as exc:
-            if exc.errno != errno.ESRCH:
-                raise
+        signal_if_alive(pid, sig)

@@ -6,8 +6,6 @@ reader of the config expects requests to pass through A first.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..config.sites import SiteConfig
 from ..loading import AppLoadError, WSGIApp, load_app, load_object
 from .mount import MountDispatcher
@@ -34,7 +32,3 @@ def build_site_app(site: SiteConfig) -> WSGIApp:
         if not callable(app):
             raise AppLoadError(f"middleware {middleware.use!r} returned {type(app).__name__}, not a WSGI callable")
     return app
-
-
-def describe(app: Any) -> str:
-    return f"{getattr(app, '__module__', '?')}.{getattr(app, '__qualname__', type(app).__name__)}"

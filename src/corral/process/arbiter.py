@@ -15,7 +15,6 @@ is ready.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from ..wsgi.response import error_response
 from . import acceptors, policy
 from .control import ControlError, ControlServer, control_path
 from .policy import Slot
-from .signals import SignalQueue
+from .signals import SignalQueue, signal_if_alive
 from .spawn import VirtualenvError, exec_worker, fork_worker
 from .status import status
 
@@ -629,11 +628,7 @@ class Arbiter:
             self._signal(pid, sig)
 
     def _signal(self, pid: int, sig: int) -> None:
-        try:
-            os.kill(pid, sig)
-        except OSError as exc:
-            if exc.errno != errno.ESRCH:
-                raise
+        signal_if_alive(pid, sig)
 
 
 def describe_status(status: int) -> str:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 from collections import deque
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU)
+
+
+def signal_if_alive(pid: int, sig: int) -> None:
+    """Send `sig` to `pid`; a process that already exited is not an error."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 class SignalQueue:

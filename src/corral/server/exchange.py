@@ -76,19 +76,14 @@ class Exchange(Response):
         return self  # (a property, not an attribute: a self-reference would need the GC)
 
     def write(self, data: bytes) -> None:  # type: ignore[override]
-        """PEP 3333's write() callable; the threaded path replaces it per exchange."""
-        self.write_inline(data)
-
-    def write_inline(self, data: bytes) -> None:
-        """The write() callable of PEP 3333 when the app runs on the loop thread."""
+        """PEP 3333's write() callable on the loop thread; the threaded path replaces it."""
         data = _check_chunk(data)
         if not data:
             return
-        response = self.response
         transport = self.conn.transport
-        if not response.headers_sent:
-            transport.write(response.head())
-        transport.write(response.frame(data))
+        if not self.headers_sent:
+            transport.write(self.head())
+        transport.write(self.frame(data))
         self.bytes_out += len(data)
 
     def close_result(self) -> None:

@@ -107,7 +107,6 @@ class StreamingBody(io.RawIOBase):
         self._on_first_read: Callable[[], None] | None = on_first_read
         self._high_water = high_water
         self.on_drained: Callable[[], None] | None = None
-        self.touched = False
 
     # -- loop side ----------------------------------------------------------------
     def write(self, data: bytes) -> int:  # type: ignore[override]
@@ -140,7 +139,6 @@ class StreamingBody(io.RawIOBase):
         return True
 
     def _next_chunk(self, timeout: float | None = None) -> bytes:
-        self.touched = True
         if self._on_first_read is not None:
             callback, self._on_first_read = self._on_first_read, None
             callback()
