@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from asyncio import _set_running_loop
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -225,9 +224,7 @@ class HTTPConnection(asyncio.Protocol):
             return False
         ex = self.exchange = run.Exchange(self, request, environ)
         self.deadline_kind = NONE
-        if ctx.executor is None and stream is not body:
-            return run.run_inline(ex)
-        if type(body) is StreamingBody:
+        if stream is body:  # a 100-continue body arrives while the app runs: it needs a thread
             ctx.streaming_pool().submit(run.run_threaded, ex)
         elif ctx.executor is not None:
             ctx.executor.submit(run.run_threaded, ex)
@@ -341,14 +338,7 @@ class HTTPConnection(asyncio.Protocol):
         """The response is fully handed to the transport. True if the connection lives on."""
         ctx = self.ctx
         if ex.result is not None:
-            if ctx.hide_loop and not ctx.loop_hidden:
-                _set_running_loop(None)  # close() is app code: synchronous, as in run_inline
-                try:
-                    ex.close_result()
-                finally:
-                    _set_running_loop(ctx.loop)
-            else:
-                ex.close_result()
+            run.close_result(ex)
         ctx.requests_served += 1
         request = ex.request
         duration = time.monotonic() - ex.started

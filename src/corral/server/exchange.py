@@ -23,7 +23,7 @@ import threading
 import time
 from asyncio import _set_running_loop
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..http.errors import HTTPError
 from ..http.request import Request
@@ -114,7 +114,10 @@ def _check_chunk(data: Any) -> bytes:
 # -- inline --------------------------------------------------------------------
 
 
-def _loop_hidden(step: Callable[[Exchange], bool]) -> Callable[[Exchange], bool]:
+_R = TypeVar("_R")
+
+
+def loop_hidden(step: Callable[[Exchange], _R]) -> Callable[[Exchange], _R]:
     """Run `step` (app code on the loop thread) with the running loop hidden, when needed.
 
     The app is plain synchronous code even though it runs on the loop's thread: code that
@@ -122,7 +125,7 @@ def _loop_hidden(step: Callable[[Exchange], bool]) -> Callable[[Exchange], bool]
     Switched once per entry, never nested: each switch costs a getpid() system call on 3.11.
     """
 
-    def run(ex: Exchange) -> bool:
+    def run(ex: Exchange) -> _R:
         ctx = ex.conn.ctx
         if not ctx.hide_loop or ctx.loop_hidden:
             return step(ex)
@@ -197,14 +200,17 @@ def _pump(ex: Exchange) -> bool:
                 return False
         if not response.headers_sent:
             write(response.head())
-        write(response.end())
+        tail = response.end()
+        if tail:
+            write(tail)
     except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
         return fail(ex, sys.exc_info())
     return conn.complete(ex)
 
 
-run_inline = _loop_hidden(_run_inline)
-pump = _loop_hidden(_pump)
+run_inline = loop_hidden(_run_inline)
+pump = loop_hidden(_pump)
+close_result = loop_hidden(Exchange.close_result)  # close() is app code too
 
 
 def fail(ex: Exchange, exc_info: Any) -> bool:
