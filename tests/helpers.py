@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 TESTS = Path(__file__).parent
 APPS = TESTS / "apps"
@@ -33,16 +34,28 @@ class Server:
         ready: str = "Corral ready",
         timeout: float = 20.0,
     ) -> None:
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        full_env.pop("DJANGO_SETTINGS_MODULE", None)
-        if env:
-            full_env.update(env)
         cmd = [sys.executable, "-m", "corral", command, *args]
         if not any(a.startswith("--bind") or a == "-b" for a in args) and command in ("serve", "dev"):
             cmd += ["--bind", "127.0.0.1:0"]
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        self._launch(cmd, env, cwd=cwd)
+        if ready:
+            line = self.wait_for(ready, timeout)
+            if line is None:
+                self.stop()
+                raise RuntimeError("server did not become ready:\n" + self.log())
+            match = self.wait_for(r"Listening at http://[^\s]+:(\d+)", 1.0)
+            if match:
+                self.port = int(re.search(r"Listening at http://\S+:(\d+)", match).group(1))  # type: ignore[union-attr]
+
+    def _launch(self, cmd: Sequence[str], env: dict[str, str] | None = None, **popen: Any) -> None:
+        """Start `cmd` in its own session, with tests/apps importable and no inherited
+        DJANGO_SETTINGS_MODULE, and collect its stdout and stderr lines."""
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        full_env.pop("DJANGO_SETTINGS_MODULE", None)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(list(cmd), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True, **popen)
         self.log_lines: list[str] = []
         self.stdout_lines: list[str] = []
         self._cond = threading.Condition()
@@ -54,14 +67,6 @@ class Server:
             t.start()
         self.port = 0
         self.host = "127.0.0.1"
-        if ready:
-            line = self.wait_for(ready, timeout)
-            if line is None:
-                self.stop()
-                raise RuntimeError("server did not become ready:\n" + self.log())
-            match = self.wait_for(r"Listening at http://[^\s]+:(\d+)", 1.0)
-            if match:
-                self.port = int(re.search(r"Listening at http://\S+:(\d+)", match).group(1))  # type: ignore[union-attr]
 
     def _collect(self, stream, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
         for raw in iter(stream.readline, b""):
@@ -137,21 +142,29 @@ class Server:
         self.stop()
 
 
-def read_until_close(sock: socket.socket, timeout: float = 5.0) -> bytes:
-    sock.settimeout(timeout)
-    chunks = []
+def read_to_eof(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
+    """Everything the server sends until it closes; `closed` is False on timeout."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    chunks = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return b"".join(chunks), False
+        sock.settimeout(remaining)
         try:
             data = sock.recv(65536)
         except TimeoutError:
-            break
+            return b"".join(chunks), False
         except ConnectionResetError:
-            break
+            return b"".join(chunks), True
         if not data:
-            break
+            return b"".join(chunks), True
         chunks.append(data)
-    return b"".join(chunks)
+
+
+def read_until_close(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    """Everything the server sends until it closes (or the timeout)."""
+    return read_to_eof(sock, timeout)[0]
 
 
 def read_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:

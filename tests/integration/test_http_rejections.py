@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Server
+from helpers import Server, read_to_eof
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "http"))
 from corpus import Case, load  # noqa: E402
@@ -34,26 +34,6 @@ _FLAGS = {
 
 
 # -- raw-socket helpers -------------------------------------------------------------
-
-
-def read_to_eof(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
-    """Everything the server sends until it closes; `closed` is False on timeout."""
-    deadline = time.monotonic() + timeout
-    chunks = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return b"".join(chunks), False
-        sock.settimeout(remaining)
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            return b"".join(chunks), False
-        except ConnectionResetError:
-            return b"".join(chunks), True
-        if not data:
-            return b"".join(chunks), True
-        chunks.append(data)
 
 
 def send_raw(server: Server, raw: bytes, timeout: float = 5.0) -> tuple[bytes, bool]:

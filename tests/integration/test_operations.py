@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from corral.process.control import send_command
-from helpers import APPS, Server, read_response
+from helpers import Server, read_response
 
 Serve = Callable[..., Server]
 
@@ -598,8 +598,6 @@ class ActivatedServer(Server):
     """
 
     def __init__(self, listener: socket.socket, args: Sequence[str]) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         command = " ".join(
             [
                 "exec 3<&0 0</dev/null;",
@@ -607,23 +605,7 @@ class ActivatedServer(Server):
                 *(subprocess.list2cmdline([a]) for a in [sys.executable, "-m", "corral", "serve", *args]),
             ]
         )
-        self.proc = subprocess.Popen(
-            ["sh", "-c", command],
-            stdin=listener.fileno(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
-        self.log_lines: list[str] = []
-        self.stdout_lines: list[str] = []
-        self._cond = threading.Condition()
-        self._threads = [
-            threading.Thread(target=self._collect, args=(self.proc.stderr, self.log_lines), daemon=True),
-            threading.Thread(target=self._collect, args=(self.proc.stdout, self.stdout_lines), daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        self._launch(["sh", "-c", command], stdin=listener.fileno())
         self.host, self.port = listener.getsockname()
         if not self.wait_for("Corral ready", 20):
             self.stop()

@@ -159,19 +159,7 @@ class Launched(Server):
 
     def __init__(self, cmd: Sequence[str], ready: str | None = "Corral ready", env: dict[str, str] | None = None,
                  pass_fds: Sequence[int] = (), timeout: float = 30.0) -> None:
-        full_env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | (env or {})
-        self.proc = subprocess.Popen(list(cmd), env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, pass_fds=tuple(pass_fds), start_new_session=True)
-        self.log_lines: list[str] = []
-        self.stdout_lines: list[str] = []
-        self._cond = threading.Condition()
-        self._threads = [
-            threading.Thread(target=self._collect, args=(self.proc.stderr, self.log_lines), daemon=True),
-            threading.Thread(target=self._collect, args=(self.proc.stdout, self.stdout_lines), daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
-        self.host, self.port = "127.0.0.1", 0
+        self._launch(cmd, env, pass_fds=tuple(pass_fds))
         if ready and self.wait_for(ready, timeout) is None:
             self.stop()
             raise RuntimeError(f"{cmd[0]} did not become ready:\n{self.log()}")

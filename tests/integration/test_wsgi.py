@@ -13,14 +13,13 @@ import json
 import os
 import re
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import Server, read_response, read_until_close
+from helpers import Server, read_response, read_to_eof, read_until_close
 
 MODES = {"inline": ("--threads", "1"), "threads": ("--threads", "4")}
 
@@ -37,6 +36,13 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("files") / "big.bin"
     path.write_bytes(os.urandom(5 * 1024 * 1024 + 123))  # not a multiple of any block size
     return path
+
+
+def request_to_eof(server: Server, raw: bytes, timeout: float = 3.0) -> tuple[bytes, bool]:
+    """Send `raw`; read until the server closes. (data, closed): closed is False on timeout."""
+    with server.connect(timeout) as sock:
+        sock.sendall(raw)
+        return read_to_eof(sock, timeout)
 
 
 def tag() -> str:
@@ -75,23 +81,7 @@ def parse(raw: bytes, head_only: bool = False) -> tuple[int, dict[str, str], byt
     return status, headers, rest, True  # close-delimited
 
 
-def request_to_eof(server: Server, raw: bytes, timeout: float = 3.0) -> tuple[bytes, bool]:
-    """Send `raw`; read until the server closes. (data, closed): closed is False on timeout."""
-    with server.connect(timeout) as sock:
-        sock.sendall(raw)
-        chunks = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                return b"".join(chunks), False
-            except ConnectionResetError:
-                return b"".join(chunks), True
-            if not data:
-                return b"".join(chunks), True
-            chunks.append(data)
-        return b"".join(chunks), False
+
 
 
 def get(server: Server, target: str, method: str = "GET", extra: str = "", body: bytes = b"") -> bytes:
