@@ -27,7 +27,6 @@ import signal
 import socket
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +35,7 @@ from watchfiles import Change, DefaultFilter
 from ..config import Config
 from ..process.arbiter import describe_status
 from ..process.signals import SignalQueue, signal_if_alive
+from ..process.spawn import fork_and_run
 from ..server.spec import WorkerSpec, read_messages
 from . import files
 from .output import format_changes
@@ -53,27 +53,13 @@ Spawn = Callable[[WorkerSpec, list[socket.socket], bool], int]
 
 def fork_child(spec: WorkerSpec, close_in_child: list[socket.socket], dev_access_log: bool) -> int:
     """Fork and run the dev child; returns its pid in the parent."""
-    with warnings.catch_warnings():
-        # Python 3.12+ warns about fork() with threads running; ours (the watcher) hold no locks the child needs.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid:
-        return pid
-    status = 1
-    try:
-        signal.set_wakeup_fd(-1)  # the parent's wake-up socket is not ours
-        for sock in close_in_child:
-            sock.close()
+
+    def run() -> int:
         from .child import run_child
 
-        status = run_child(spec, dev_access_log)
-    except BaseException:
-        logging.getLogger("corral.error").exception("App process crashed")
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    return 0  # unreachable
+        return run_child(spec, dev_access_log)
+
+    return fork_and_run(run, close_in_child, "App process")
 
 
 def child_config(config: Config) -> Config:

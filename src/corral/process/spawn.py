@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -22,25 +25,43 @@ from ..config.sites import Middleware, Mount, SiteConfig
 from ..server.spec import WorkerSpec
 
 
-def fork_worker(spec: WorkerSpec, close_in_child: list[socket.socket]) -> int:
-    """Fork and run a worker in the child; returns the child's pid in the parent."""
-    pid = os.fork()
+def fork_and_run(run: Callable[[], int], close_in_child: list[socket.socket], what: str = "Worker") -> int:
+    """Fork; the child closes the parent's sockets, runs `run` and exits with its status.
+
+    Returns the child's pid in the parent. The child never returns into the caller's
+    code (os._exit), and the parent's signal wake-up socket is not the child's.
+    """
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() while threads run; ours (a file watcher, the metrics
+        # server) hold no lock the child needs.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid:
         return pid
     status = 1
     try:
+        signal.set_wakeup_fd(-1)
         for sock in close_in_child:
             sock.close()
-        from ..server.worker import run_worker  # the server stack loads in the worker only
-
-        status = run_worker(spec)
+        status = run()
     except BaseException:
-        logging.getLogger("corral.error").exception("Worker crashed")
+        logging.getLogger("corral.error").exception("%s crashed", what)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
     return 0  # unreachable
+
+
+def fork_worker(spec: WorkerSpec, close_in_child: list[socket.socket]) -> int:
+    """Fork and run a worker in the child; returns the child's pid in the parent."""
+
+    def run() -> int:
+        from ..server.worker import run_worker  # the server stack loads in the worker only
+
+        return run_worker(spec)
+
+    return fork_and_run(run, close_in_child)
 
 
 class VirtualenvError(Exception):
