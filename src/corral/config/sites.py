@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..server.routing import Router, under
 from .files import Layer, keys_for, parse_table
 from .problems import Problems, table_name
 from .settings import SETTINGS, Config
@@ -144,21 +145,14 @@ def implicit_site(server: Config) -> SiteConfig:
 
 
 def route(sites: Iterable[SiteConfig], host: str, path: str) -> SiteConfig | None:
-    """The site for a request, by the rules at the top of this module (None: 404)."""
-    sites = list(sites)
-    host = _strip_port(host.strip().lower()).rstrip(".")
-    default = next((s for s in sites if s.default), None)
-    candidates = [s for s in sites if host in s.hosts]
-    if not candidates:
-        matches = [(len(h), s) for s in sites for h in s.hosts if h.startswith("*.") and host.endswith(h[1:])]
-        best = max((length for length, _ in matches), default=0)
-        candidates = [s for length, s in matches if length == best]
-    inside = [s for s in candidates if _under(path, s.mount)]
-    if inside:
-        return max(inside, key=lambda s: len(s.mount))
-    if default is not None and _under(path, default.mount):
-        return default
-    return None
+    """The site for a request, by the rules at the top of this module (None: 404).
+
+    One implementation of those rules: the workers' Router, which `check` and the
+    tests use through this function.
+    """
+    sites = tuple(sites)
+    index = Router(sites).match(host, path)
+    return None if index is None else sites[index]
 
 
 # -- building ----------------------------------------------------------------------
@@ -212,7 +206,7 @@ def _check_claims(sites: list[SiteConfig], where_of: Mapping[str, str], problems
             for other in sites:
                 if other is site or not (keys & (set(other.hosts) | ({"<default>"} if other.default else set()))):
                     continue
-                if len(other.mount) > len(site.mount) and _under(path, other.mount):
+                if len(other.mount) > len(site.mount) and under(path, other.mount):
                     shared = sorted(keys & set(other.hosts)) or ["(default)"]
                     problems.add(
                         where_of[site.name],
@@ -355,16 +349,6 @@ _SITE_PARSERS = {
     "user": _user,
     "group": _user,
 }
-
-
-def _under(path: str, prefix: str) -> bool:
-    return not prefix or path == prefix or path.startswith(prefix + "/")
-
-
-def _strip_port(host: str) -> str:
-    if host.startswith("["):
-        return host[: host.find("]") + 1] if "]" in host else host
-    return host.partition(":")[0]
 
 
 def _shown_mount(mount: str) -> str:
