@@ -15,13 +15,14 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
 from typing import Any
 
 from ..config import Config, Plan
 from ..config.settings import SETTINGS, toml_key
 from ..config.sites import SiteConfig, implicit_site
-from ..loading import AppLoadError, load_app
+from ..loading import AppLoadError
+from ..middleware.compose import apply_middleware, load_site_apps
+from ..process.spawn import decode_site, encode_site
 from ..server.environment import app_environment, prepare_process
 from ..server.listeners import BindError, parse_bind
 
@@ -172,74 +173,35 @@ def _fail(site: SiteConfig, message: str) -> bool:
 
 def _spec(site: SiteConfig, isolated: bool) -> dict[str, Any]:
     """What the child needs, as JSON-able data (it may be another interpreter's child)."""
-    config = site.config
-    return {
-        "name": site.name,
-        "isolated": isolated,
-        "app": config.app,
-        "settings": config.settings,
-        "chdir": config.chdir,
-        "pythonpath": list(config.pythonpath),
-        "env": list(config.env),
-        "env_file": config.env_file,
-        "mounts": [[m.prefix, m.app] for m in site.mounts],
-        "middleware": [[m.use, dict(m.options)] for m in site.middleware],
-    }
+    return {"isolated": isolated, "site": encode_site(site)}
 
 
 def load_site_spec(spec: dict[str, Any]) -> int:
     """In the child: set up the site's process as a worker would, import everything; 0 when fine."""
-    name = spec["name"]
+    site = decode_site(spec["site"])
     try:
         if spec["isolated"]:
             os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # a site never inherits the master's settings
-        config = Config(
-            app=spec["app"],
-            settings=spec["settings"],
-            chdir=spec["chdir"],
-            pythonpath=tuple(spec["pythonpath"]),
-            env=tuple(spec["env"]),
-            env_file=spec["env_file"],
-        )
-        prepare_process(config)
-        app = load_app(config.app, config.settings)
+        prepare_process(site.config)
+        app, mounted = load_site_apps(site)
         loaded = [f"app {_describe(app)}"]
-        for prefix, mount in spec["mounts"]:
-            loaded.append(f"{prefix} -> {_describe(load_app(mount))}")
-        _wrap(app, spec["middleware"])
-        if spec["middleware"]:
-            loaded.append(f"{len(spec['middleware'])} middleware")
-        print(f"Site {name}: loaded {', '.join(loaded)}" + (f" (Python {sys.version.split()[0]})"))
+        loaded += [f"{prefix} -> {_describe(mount)}" for prefix, mount in mounted.items()]
+        apply_middleware(app, site)
+        if site.middleware:
+            loaded.append(f"{len(site.middleware)} middleware")
+        print(f"Site {site.name}: loaded {', '.join(loaded)} (Python {sys.version.split()[0]})")
         sys.stdout.flush()
         return 0
     except Exception as exc:
-        # loading.py may let its internal _ModuleMissing (which carries the real error) escape.
-        error = exc if isinstance(exc, AppLoadError) else getattr(exc, "error", None)
-        if not isinstance(error, AppLoadError):
+        error = exc if isinstance(exc, AppLoadError) else None
+        if error is None:  # not one of ours: show where it came from
             traceback.print_exc()
             error = AppLoadError(f"loading the site raised {type(exc).__name__}: {exc}")
         if error.user_traceback:
             sys.stderr.write(error.user_traceback)
-        sys.stderr.write(f"corral: error: site {name!r}: {error}\n")
+        sys.stderr.write(f"corral: error: site {site.name!r}: {error}\n")
         sys.stderr.flush()
         return 1
-
-
-def _wrap(app: Any, middleware: Sequence[Sequence[Any]]) -> Any:
-    """Import and apply each middleware, the last listed innermost, as the workers will."""
-    for number, (use, options) in reversed(list(enumerate(middleware, 1))):
-        try:
-            factory = load_app(use)
-        except AppLoadError as exc:
-            raise AppLoadError(f"middleware {number}: {exc}", exc.user_traceback) from None
-        try:
-            app = factory(app, **options)
-        except Exception as exc:
-            raise AppLoadError(
-                f"middleware {number}: {use}(app, {', '.join(f'{k}=...' for k in options)}) raised "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-    return app
 
 
 def _describe(app: Any) -> str:

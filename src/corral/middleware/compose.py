@@ -12,15 +12,26 @@ from .mount import MountDispatcher
 
 
 def build_site_app(site: SiteConfig) -> WSGIApp:
-    app = load_app(site.config.app, site.config.settings)
-    if site.mounts:
-        mounted = {}
-        for mount in site.mounts:
-            try:
-                mounted[mount.prefix] = load_app(mount.app)
-            except AppLoadError as exc:
-                raise AppLoadError(f"mount {mount.prefix!r}: {exc}", exc.user_traceback) from None
+    app, mounted = load_site_apps(site)
+    if mounted:
         app = MountDispatcher(app, mounted)
+    return apply_middleware(app, site)
+
+
+def load_site_apps(site: SiteConfig) -> tuple[WSGIApp, dict[str, WSGIApp]]:
+    """The site's own app and the apps mounted inside it, by prefix."""
+    app = load_app(site.config.app, site.config.settings)
+    mounted = {}
+    for mount in site.mounts:
+        try:
+            mounted[mount.prefix] = load_app(mount.app)
+        except AppLoadError as exc:
+            raise AppLoadError(f"mount {mount.prefix!r}: {exc}", exc.user_traceback) from None
+    return app, mounted
+
+
+def apply_middleware(app: WSGIApp, site: SiteConfig) -> WSGIApp:
+    """Wrap `app` in the site's middleware, the first listed outermost."""
     for middleware in reversed(site.middleware):
         factory = load_object(middleware.use, what="middleware")
         try:

@@ -118,9 +118,9 @@ def encode_spec(spec: WorkerSpec) -> dict[str, Any]:
         "sockets": [(s.fileno(), s.family) for s in spec.sockets],
         "channel": spec.channel.fileno(),
         "index": spec.index,
-        "site": _encode_site(spec.site) if spec.site else None,
+        "site": encode_site(spec.site) if spec.site else None,
         "site_index": spec.site_index,
-        "sites": [_encode_site(s) for s in spec.sites],
+        "sites": [encode_site(s) for s in spec.sites],
         "handoff_send": [s.fileno() for s in spec.handoff_send],
         "handoff_receive": spec.handoff_receive.fileno() if spec.handoff_receive else None,
     }
@@ -132,9 +132,9 @@ def decode_spec(data: dict[str, Any]) -> WorkerSpec:
         sockets=[socket.socket(fileno=fd) for fd, _family in data["sockets"]],
         channel=socket.socket(fileno=data["channel"]),
         index=data["index"],
-        site=_decode_site(data["site"]) if data["site"] else None,
+        site=decode_site(data["site"]) if data["site"] else None,
         site_index=data["site_index"],
-        sites=tuple(_decode_site(s) for s in data["sites"]),
+        sites=tuple(decode_site(s) for s in data["sites"]),
         handoff_send=[socket.socket(fileno=fd) for fd in data["handoff_send"]],
         handoff_receive=socket.socket(fileno=data["handoff_receive"]) if data["handoff_receive"] is not None else None,
     )
@@ -145,7 +145,7 @@ def _config(values: dict[str, Any]) -> Config:
     return Config(**fields)
 
 
-def _encode_site(site: SiteConfig) -> dict[str, Any]:
+def encode_site(site: SiteConfig) -> dict[str, Any]:
     return {
         "name": site.name,
         "config": asdict(site.config),
@@ -160,7 +160,7 @@ def _encode_site(site: SiteConfig) -> dict[str, Any]:
     }
 
 
-def _decode_site(data: dict[str, Any]) -> SiteConfig:
+def decode_site(data: dict[str, Any]) -> SiteConfig:
     return SiteConfig(
         name=data["name"],
         config=_config(data["config"]),
