@@ -28,6 +28,7 @@ from ..wsgi.response import error_response
 from . import exchange as run
 from .context import ServerContext
 from .handoff import request_bytes, send_connection
+from .outbox import HeldTransport
 from .sendfile import SendfileJob
 
 log = logging.getLogger("corral.error")
@@ -72,7 +73,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         ctx = self.ctx
-        self.transport = transport
+        self.transport = HeldTransport(transport, ctx.outbox)
         ctx.connections.add(self)
         # (A connection accepted just as we began draining is still served: the client
         # already counts on it. Its response says Connection: close.)

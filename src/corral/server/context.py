@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..http.limits import Limits
 from ..observe.stats import WorkerStats
+from .outbox import Outbox
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
@@ -63,6 +64,11 @@ class ServerContext:
     site_index: int = 0
     mount: str = ""
     handoff: list[socket.socket] = field(default_factory=list)
+    # Connections whose writes wait for the end of this loop pass (see outbox.py).
+    outbox: Outbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(self.loop)
 
     @property
     def multithread(self) -> bool:

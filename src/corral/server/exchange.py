@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from asyncio import _set_running_loop
+from asyncio import _get_running_loop, _set_running_loop
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +38,7 @@ log = logging.getLogger("corral.error")
 
 _BATCH = 65536  # threaded mode: bytes gathered before one hand-off to the loop
 _COPY_LIMIT = 16384  # smaller chunks are joined with their framing; larger go out as pieces
+_PLAIN_ITERATORS = (type(iter([])), type(iter(())))
 _INTERNAL_ERROR = error_response(500, "Internal Server Error", "The application failed.")
 
 
@@ -84,6 +85,7 @@ class Exchange(Response):
         if not self.headers_sent:
             transport.write(self.head())
         transport.write(self.frame(data))
+        transport.flush()  # the app goes on running: the block must not wait for it
         self.bytes_out += len(data)
 
     def close_result(self) -> None:
@@ -129,13 +131,14 @@ def loop_hidden(step: Callable[[Exchange], _R]) -> Callable[[Exchange], _R]:
         ctx = ex.conn.ctx
         if not ctx.hide_loop or ctx.loop_hidden:
             return step(ex)
+        running = _get_running_loop()
         _set_running_loop(None)
         ctx.loop_hidden = True
         try:
             return step(ex)
         finally:
             ctx.loop_hidden = False
-            _set_running_loop(ctx.loop)
+            _set_running_loop(running)
 
     run.__doc__ = step.__doc__
     return run
@@ -145,8 +148,10 @@ def _run_inline(ex: Exchange) -> bool:
     """Run the app on the loop thread. True when the exchange is already complete."""
     conn = ex.conn
     response = ex
+    ctx = conn.ctx
+    ctx.outbox.before_app_call(ex.started)
     try:
-        result = conn.ctx.app(ex.environ, response.start_response)
+        result = ctx.app(ex.environ, response.start_response)
         if type(result) is list and len(result) <= 1:  # the common fast path; lists have no close()
             body = _check_chunk(result[0]) if result else b""
             head = b"" if response.headers_sent else response.head()
@@ -166,9 +171,14 @@ def _pump(ex: Exchange) -> bool:
     """Pull the iterable while the transport accepts data; resume_writing calls again."""
     conn = ex.conn
     response = ex
-    write = conn.transport.write
-    writelines = conn.transport.writelines
-    is_closing = conn.transport.is_closing
+    transport = conn.transport
+    write = transport.write
+    writelines = transport.writelines
+    is_closing = transport.is_closing
+    # Pulling the next block may run app code that blocks (a generator waiting on
+    # something): what was written must leave first. A list's or tuple's iterator
+    # (Django's HttpResponse) runs none, so its blocks may wait for the end of the pass.
+    may_block = type(ex.iterator) not in _PLAIN_ITERATORS
     try:
         for data in ex.iterator:
             data = _check_chunk(data)
@@ -198,6 +208,8 @@ def _pump(ex: Exchange) -> bool:
                 return False
             if conn.write_paused:
                 return False
+            if may_block:
+                transport.flush()
         if not response.headers_sent:
             write(response.head())
         tail = response.end()

@@ -3,8 +3,9 @@
 The fake behaves like asyncio's: pause_writing() is called from inside write()
 when the buffer passes the high-water mark, and a failed write closes the
 transport at once while connection_lost() comes later. Everything runs
-synchronously, so the exact bytes and the exact number of items pulled from the
-app's iterable can be asserted.
+synchronously (`data` first lets the loop finish its pass, which sends the bytes the
+outbox held), so the exact bytes and the exact number of items pulled from the app's
+iterable can be asserted.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ HIGH_WATER = 256 * 1024
 
 
 class FakeTransport:
-    def __init__(self, protocol: HTTPConnection) -> None:
+    def __init__(self, protocol: HTTPConnection, loop: asyncio.AbstractEventLoop) -> None:
         self.protocol = protocol
+        self.loop = loop
         self.written: list[bytes] = []
         self.buffered = 0
         self.paused = False
@@ -80,6 +82,8 @@ class FakeTransport:
 
     @property
     def data(self) -> bytes:
+        """What the client has received once the loop's current pass is over."""
+        self.loop.run_until_complete(asyncio.sleep(0))
         return b"".join(self.written)
 
 
@@ -112,7 +116,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 def connect(loop: asyncio.AbstractEventLoop, app: Any) -> tuple[HTTPConnection, FakeTransport]:
     conn = HTTPConnection(ServerContext(app=app, loop=loop))
-    transport = FakeTransport(conn)
+    transport = FakeTransport(conn, loop)
     conn.connection_made(transport)
     return conn, transport
 
