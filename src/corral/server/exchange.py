@@ -38,7 +38,7 @@ log = logging.getLogger("corral.error")
 
 _BATCH = 65536  # threaded mode: bytes gathered before one hand-off to the loop
 _COPY_LIMIT = 16384  # smaller chunks are joined with their framing; larger go out as pieces
-_PLAIN_ITERATORS = (type(iter([])), type(iter(())))
+_PLAIN_ITERATORS: tuple[type, ...] = (type(iter([])), type(iter(())))
 _INTERNAL_ERROR = error_response(500, "Internal Server Error", "The application failed.")
 
 
