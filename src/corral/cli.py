@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, build
 from .config.files import CONFIG_FILE, PROFILE_ENV, default_config_path
 from .config.plan import Plan, load_plan
 from .config.problems import ConfigError
@@ -67,7 +67,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corral", description="Corral: a production WSGI server.")
-    parser.add_argument("--version", action="version", version=f"corral {__version__}")
+    parser.add_argument("--version", action="version", version=f"corral {__version__} ({build()})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser(
         "serve", help="Serve a WSGI app in production.", description="Serve a WSGI app in production."

@@ -86,6 +86,6 @@ def close_listeners(sockets: list[socket.socket], remove_files: bool = True) -> 
 
 
 def _version() -> str:
-    from .. import __version__
+    from .. import __version__, build
 
-    return __version__
+    return f"{__version__} ({build()})"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import httptools
 
@@ -325,7 +326,7 @@ class RequestParser:
             return
         if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
             try:
-                url = httptools.parse_url(target)
+                url: Any = httptools.parse_url(target)  # Any: its stub claims fields that may be None
             except httptools.HttpParserInvalidURLError:
                 raise BadRequest("malformed absolute request target") from None
             if url.userinfo is not None:

@@ -14,29 +14,24 @@ class BodySink(Protocol):
 
 
 class Request:
-    """One request head; `body` is filled while the message is received.
-
-    Defaults live on the class (no __slots__): a request sets only the fields
-    that differ, which keeps the per-request cost down on the hot path.
-    """
-
-    method = ""
-    target = b""
-    path = b""
-    query = b""
-    version = "1.1"
-    host: bytes | None = None
-    content_length: int | None = None
-    chunked = False
-    keep_alive = True
-    expect_continue = False
-    body: BodySink | None = None
-    complete = False
-    received = 0  # body bytes received so far (decoded)
-    absolute_form = False  # the target was http://host/...: its authority replaced Host
+    """One request head; `body` is filled while the message is received."""
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
+        self.method = ""
+        self.target = b""
+        self.path = b""
+        self.query = b""
+        self.version = "1.1"
+        self.host: bytes | None = None
+        self.content_length: int | None = None
+        self.chunked = False
+        self.keep_alive = True
+        self.expect_continue = False
+        self.body: BodySink | None = None
+        self.complete = False
+        self.received = 0  # body bytes received so far (decoded)
+        self.absolute_form = False  # the target was http://host/...: its authority replaced Host
 
     @property
     def has_body(self) -> bool:
