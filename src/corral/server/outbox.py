@@ -119,8 +119,7 @@ class HeldTransport:
         self.transport.close()
 
     def abort(self) -> None:
-        self._held = []
-        self._held_size = 0
+        self.flush()  # what the app was told went out goes as far as the socket takes it
         self.transport.abort()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:

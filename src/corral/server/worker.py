@@ -287,6 +287,7 @@ class Worker:
             for conn in list(ctx.connections):
                 conn.shutdown(now, self.patient)
             await asyncio.sleep(0.05)
+        ctx.outbox.send_all()  # responses finished in this pass leave before anything is cut
         for conn in list(ctx.connections):
             conn.abort()
         self._heartbeat()  # the last second's counts, before we go
