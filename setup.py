@@ -26,8 +26,11 @@ HOT_PATH = [
     "src/corral/http/request.py",
     "src/corral/http/serialize.py",
     "src/corral/observe/stats.py",
+    "src/corral/server/connection.py",
+    "src/corral/server/exchange.py",
     "src/corral/server/outbox.py",
     "src/corral/wsgi/environ.py",
+    "src/corral/wsgi/response.py",
 ]
 
 

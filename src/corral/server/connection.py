@@ -12,7 +12,6 @@ costs one clock read per request instead of timer churn.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -44,7 +43,10 @@ IDLE, HEAD, BODY, SEND, NONE = range(5)
 DRAIN_IDLE_GRACE = 0.5  # seconds of quiet before a draining worker closes an idle connection
 
 
-class HTTPConnection(asyncio.Protocol):
+class HTTPConnection:
+    """The asyncio protocol of one client connection (by its methods, not by inheritance:
+    that keeps it a native class when setup.py compiles this module)."""
+
     def __init__(self, ctx: ServerContext, initial: bytes = b"") -> None:
         self.ctx = ctx
         # Bytes read by another site's worker before it handed us this connection: parsed
@@ -271,7 +273,7 @@ class HTTPConnection(asyncio.Protocol):
         ctx = self.ctx
         assert ctx.router is not None
         path = request.path
-        text = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        text = (unquote_to_bytes(path) if 0x25 in path else path).decode("latin-1")  # 0x25: "%"
         index = ctx.router.match((request.host or b"").decode("latin-1"), text)
         if index == ctx.site_index:
             self._raw = None

@@ -71,6 +71,7 @@ class Exchange(Response):
         self.head_only = self.no_body = request.method == "HEAD"
         self.keep_alive = request.keep_alive and not conn.ctx.stopping  # draining: tell the client to reconnect
         self.started = self.active_since = time.monotonic()
+        self.writer = self.write  # what start_response hands the app; run_threaded replaces it
 
     @property
     def response(self) -> Response:
@@ -291,7 +292,7 @@ def run_threaded(ex: Exchange) -> None:
             ex.bytes_out += len(data)
             flush()
 
-    response.write = write  # type: ignore[method-assign]  # per-exchange write() for app threads
+    response.writer = write  # per-exchange write() for app threads
     try:
         ex.result = result = conn.ctx.app(ex.environ, response.start_response)
         if isinstance(result, FileWrapper) and not batch and not response.headers_sent:

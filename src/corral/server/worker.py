@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
@@ -151,7 +151,7 @@ class Worker:
             loop.add_reader(self.spec.channel.fileno(), self._on_master_message)
         for sock in self.spec.sockets:
             server = await loop.create_server(
-                lambda: HTTPConnection(self.ctx), sock=sock, backlog=self.spec.config.backlog
+                self._new_connection, sock=sock, backlog=self.spec.config.backlog
             )
             self.servers.append(server)
         if self.spec.handoff_receive is not None:
@@ -180,7 +180,7 @@ class Worker:
             for fd in self.listen_fds:
                 sock = socket.socket(fileno=os.dup(fd))
                 server = await self.loop.create_server(
-                    lambda: HTTPConnection(self.ctx), sock=sock, backlog=self.spec.config.backlog
+                    self._new_connection, sock=sock, backlog=self.spec.config.backlog
                 )
                 if self.ctx.stopping:  # began draining meanwhile: accept nothing more
                     server.close()
@@ -203,11 +203,15 @@ class Worker:
                 return
             self.loop.create_task(self._adopt(*item))
 
+    def _new_connection(self, initial: bytes = b"") -> asyncio.Protocol:
+        # An asyncio protocol by its methods (see HTTPConnection); typeshed wants the class.
+        return cast(asyncio.Protocol, HTTPConnection(self.ctx, initial))
+
     async def _adopt(self, client: socket.socket, data: bytes) -> None:
         if client.family != socket.AF_UNIX:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as for connections we accept
         try:
-            await self.loop.connect_accepted_socket(lambda: HTTPConnection(self.ctx, data), client)
+            await self.loop.connect_accepted_socket(lambda: self._new_connection(data), client)
         except OSError:
             client.close()
 

@@ -11,12 +11,10 @@ reused after this response.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
+from typing import Any
 
 from ..http.date import date_cache
 from ..http.serialize import LAST_CHUNK, UnsafeHeader, build_head, check_header, chunk, status_line
-
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 # RFC 9110 7.6.1: connection-specific fields an app may not set (PEP 3333 too).
 _HOP_BY_HOP = frozenset(
@@ -24,6 +22,8 @@ _HOP_BY_HOP = frozenset(
 )
 SERVER_HEADER = b"Server: corral\r\n"
 _HEAD_CACHE_SIZE = 512  # distinct header sets; apps have a handful, a bound keeps odd ones from growing it
+# Until start_response: shared and never mutated (start_response replaces it).
+_NO_HEADERS: list[Any] = []
 _head_cache: dict[tuple[object, ...], tuple[bytes, bytes, int, int | None, bool, bool, bool]] = {}
 
 
@@ -33,8 +33,9 @@ class AppError(Exception):
 
 class Response:
     # Class-level defaults: only what differs per response is set in __init__.
+    # (Only immutable defaults here: compiled by mypyc (setup.py), this is a native class.)
     status: str | None = None
-    headers: list[tuple[str, str]] = []
+    headers: list[Any] = _NO_HEADERS  # the app's (name, value) pairs, checked by _serialize
     headers_sent = False
     content_length: int | None = None
     sent = 0
@@ -48,11 +49,11 @@ class Response:
         self.no_body = head_only
         self.keep_alive = keep_alive
         # The connection's write() callable handed to the app by start_response.
-        self.write = write
+        self.writer = write
 
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-    ) -> Callable[[bytes], None]:
+    def start_response(self, status: Any, headers: Any, exc_info: Any = None) -> Callable[[bytes], None]:
+        # Any: the app may pass anything, and the checks below (not the compiled code's own
+        # type checks) must be what answers it.
         if exc_info is not None:
             try:
                 if self.headers_sent:
@@ -67,7 +68,7 @@ class Response:
             raise AppError(f"headers must be a list, got {type(headers).__name__}")
         self.status = status
         self.headers = headers
-        return self.write
+        return self.writer
 
     def head(self) -> bytes:
         """Serialize the head; decides framing and keep-alive. Call once.
