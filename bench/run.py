@@ -637,8 +637,19 @@ def machine_summary(settings: Settings) -> str:
         pass
     pin = f"server on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}" if settings.pin else "not pinned"
     return (f"{dt.date.today().isoformat()}, {cpu}, {os.cpu_count()} CPUs, Python "
-            f"{platform.python_version()}; one worker per server, wrk -t1 -c{settings.connections}, "
-            f"{settings.warmup_s}s warm-up + {settings.duration_s}s, median of {settings.reps}; {pin}")
+            f"{platform.python_version()}; {corral_build(settings)}; one worker per server, "
+            f"wrk -t1 -c{settings.connections}, {settings.warmup_s}s warm-up + {settings.duration_s}s, "
+            f"median of {settings.reps}; {pin}")
+
+
+def corral_build(settings: Settings) -> str:
+    """E.g. "corral 0.1.0 (compiled)": an editable install is pure Python and much slower."""
+    try:
+        result = subprocess.run([str(settings.bin_dir / "python"), "-m", "corral", "--version"],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "corral not found"
+    return result.stdout.strip() or "corral not found"
 
 
 def write_markdown(path: Path, reports: list[CaseReport], settings: Settings) -> None:
@@ -672,6 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(bin_dir=args.venv.resolve() / "bin", reps=args.reps, duration_s=args.duration,
                         warmup_s=args.warmup, connections=args.connections, pin=pin,
                         verbose=args.verbose)
+    note(f"{corral_build(settings)}, from {settings.bin_dir}")
     cases = [CASES[name] for name in dict.fromkeys(args.cases)]
     plan = lineups(cases, args.servers)
     wanted = dict.fromkeys(name for lineup in plan.values() for name in lineup)

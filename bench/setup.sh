@@ -4,7 +4,8 @@
 #
 #   bench/setup.sh [VENV]      # VENV defaults to $VIRTUAL_ENV
 #
-# Corral itself is not installed here: `pip install -e .` from the repository root.
+# Corral itself is not installed here: `pip install .` from the repository root (not -e:
+# an editable install is pure Python, slower than what users get; see README, Dependencies).
 set -euo pipefail
 
 venv="${1:-${VIRTUAL_ENV:-}}"

@@ -71,7 +71,6 @@ class Exchange(Response):
         self.head_only = self.no_body = request.method == "HEAD"
         self.keep_alive = request.keep_alive and not conn.ctx.stopping  # draining: tell the client to reconnect
         self.started = self.active_since = time.monotonic()
-        self.writer = self.write  # what start_response hands the app; run_threaded replaces it
 
     @property
     def response(self) -> Response:
@@ -292,9 +291,12 @@ def run_threaded(ex: Exchange) -> None:
             ex.bytes_out += len(data)
             flush()
 
-    response.writer = write  # per-exchange write() for app threads
+    def start_response(status: Any, headers: Any, exc_info: Any = None) -> Callable[[bytes], None]:
+        response.start_response(status, headers, exc_info)
+        return write  # the thread's own write(); not stored on the exchange (a reference cycle)
+
     try:
-        ex.result = result = conn.ctx.app(ex.environ, response.start_response)
+        ex.result = result = conn.ctx.app(ex.environ, start_response)
         if isinstance(result, FileWrapper) and not batch and not response.headers_sent:
             loop.call_soon_threadsafe(conn.sendfile_from_thread, ex, _detach(ex, result))
             return

@@ -35,6 +35,7 @@ class Response:
     # Class-level defaults: only what differs per response is set in __init__.
     # (Only immutable defaults here: compiled by mypyc (setup.py), this is a native class.)
     status: str | None = None
+    writer: Callable[[bytes], None] | None = None
     headers: list[Any] = _NO_HEADERS  # the app's (name, value) pairs, checked by _serialize
     headers_sent = False
     content_length: int | None = None
@@ -48,7 +49,7 @@ class Response:
         self.head_only = head_only
         self.no_body = head_only
         self.keep_alive = keep_alive
-        # The connection's write() callable handed to the app by start_response.
+        # The write() callable start_response hands the app (an Exchange uses its own method).
         self.writer = write
 
     def start_response(self, status: Any, headers: Any, exc_info: Any = None) -> Callable[[bytes], None]:
@@ -68,7 +69,13 @@ class Response:
             raise AppError(f"headers must be a list, got {type(headers).__name__}")
         self.status = status
         self.headers = headers
-        return self.writer
+        # (Returned, never stored as a bound method: that would be a reference cycle, and an
+        # exchange, with the request body it holds, would then wait for the GC to be freed.)
+        return self.writer if self.writer is not None else self.write
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333's write() callable, provided by the exchange."""
+        raise AppError("this response has no write() callable")
 
     def head(self) -> bytes:
         """Serialize the head; decides framing and keep-alive. Call once.

@@ -11,6 +11,8 @@ iterable can be asserted.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -214,3 +216,34 @@ def test_content_length_caps_the_body_and_closes(loop: asyncio.AbstractEventLoop
     assert len(rest) == 100000
     assert transport.closing and transport.data.count(b"HTTP/1.1") == 1
     assert body.closed == 1
+
+
+class Marker:
+    """Put in the environ: alive for as long as the exchange holding that environ is."""
+
+
+@pytest.mark.parametrize("uses_write", [False, True])
+def test_a_finished_exchange_is_freed_at_once_not_by_the_cycle_collector(
+    loop: asyncio.AbstractEventLoop, uses_write: bool
+) -> None:
+    # A cycle through the exchange would keep its environ and request body (up to 1 MiB)
+    # alive until the next GC pass: under load, 100 MiB of bodies waiting to be collected.
+    markers: list[weakref.ref[Marker]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        marker = environ["test.marker"] = Marker()
+        markers.append(weakref.ref(marker))
+        write = start_response("200 OK", [("Content-Length", "2")])
+        if uses_write:
+            write(b"ok")
+            return []
+        return [b"ok"]
+
+    gc.disable()
+    try:
+        conn, transport = connect(loop, app)
+        conn.data_received(GET)
+        assert transport.data.endswith(b"\r\n\r\nok")
+        assert markers and markers[0]() is None
+    finally:
+        gc.enable()
