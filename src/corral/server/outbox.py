@@ -10,8 +10,9 @@ Pipelined responses on one connection also leave in one system call.
 
 Bounds: the held bytes are sent by a callback that runs before the loop next waits for
 I/O, and before any app call that starts more than HOLD_TIME after the first of them was
-held (so a burst of quick requests is batched, a slow app delays a held response by at
-most one app call). Past HOLD_LIMIT bytes a connection's writes go straight through, so
+held, and at once after an app call that took longer than HOLD_TIME (so a burst of quick
+requests is batched, a slow app's responses are not held, and a quick response waits at
+most for one unexpectedly slow app call). Past HOLD_LIMIT bytes a connection's writes go straight through, so
 back-pressure still works. Whatever must see the socket's true state (close, abort, a
 handoff, sendfile, the buffer size) sends the held bytes first, and so does the exchange
 before it pulls a block from an app iterable that may block (PEP 3333: no block may wait

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 
 from corral.server.connection import HTTPConnection
 from corral.server.context import ServerContext
+from corral.server.outbox import HOLD_TIME
 
 HIGH_WATER = 256 * 1024
 
@@ -247,3 +249,17 @@ def test_a_finished_exchange_is_freed_at_once_not_by_the_cycle_collector(
         assert markers and markers[0]() is None
     finally:
         gc.enable()
+
+
+def test_a_quick_response_waits_for_the_pass_a_slow_ones_leaves_at_once(loop: asyncio.AbstractEventLoop) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            time.sleep(HOLD_TIME * 3)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    conn, transport = connect(loop, app)
+    conn.data_received(GET)
+    assert transport.written == [], "held until the loop's pass ends"
+    conn.data_received(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert b"".join(transport.written).count(b"HTTP/1.1 200 OK") == 2, "the slow one took the quick one along"
