@@ -2,8 +2,8 @@
 
 Why: writing a response wakes the client (or proxy) that sleeps waiting for it. On a busy
 worker that wake-up, paid once per response between two app calls, cost more kernel time
-than the write itself (a Django view: 30 us of 155 us per request, measured with perf on
-loopback; see docs/benchmarks.md). Holding each response until the loop has served every
+than the write itself (a Django view: about 20 us of 155 us per request, measured with
+perf on loopback; see docs/benchmarks.md). Holding each response until the loop has served every
 connection that was ready, then writing them back to back, wakes a waiting peer once per
 batch, as C servers such as bjoern do by writing from the loop's writable callback.
 Pipelined responses on one connection also leave in one system call.
@@ -12,8 +12,8 @@ Bounds: the held bytes are sent by a callback that runs before the loop next wai
 I/O, and before any app call that starts more than HOLD_TIME after the first of them was
 held, and at once after an app call that took longer than HOLD_TIME (so a burst of quick
 requests is batched, a slow app's responses are not held, and a quick response waits at
-most for one unexpectedly slow app call). Past HOLD_LIMIT bytes a connection's writes go straight through, so
-back-pressure still works. Whatever must see the socket's true state (close, abort, a
+most for one unexpectedly slow app call). Past HOLD_LIMIT bytes a connection's writes go
+straight through, so back-pressure still works. Whatever must see the socket's true state (close, abort, a
 handoff, sendfile, the buffer size) sends the held bytes first, and so does the exchange
 before it pulls a block from an app iterable that may block (PEP 3333: no block may wait
 for the next one).
@@ -44,6 +44,8 @@ class Outbox:
 
     def add(self, transport: HeldTransport) -> None:
         if not self._waiting:
+            # (An earlier send_all may have emptied the list before its callback ran: then
+            # two callbacks are pending, and the later one finds little or nothing to do.)
             self._loop.call_soon(self.send_all)
             self._since = time.monotonic()
         self._waiting.append(transport)
