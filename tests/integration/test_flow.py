@@ -58,14 +58,20 @@ def settled_pulled(server: Server, deadline: float = 5.0) -> int:
     return last
 
 
+def slow_reader(server: Server, target: str) -> socket.socket:
+    """A client with a small receive window (it reads slowly) that has asked for `target`."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(10)
+    sock.connect((server.host, server.port))
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    return sock
+
+
 def test_slow_reader_of_a_large_response(server: Server) -> None:
     total = 1024 * 64 * 1024  # 64 MiB: far more than socket buffers and the write high-water mark
     rss_before = int(fetch(server, "/rss"))
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # a small window: a slow client
-        sock.settimeout(10)
-        sock.connect((server.host, server.port))
-        sock.sendall(b"GET /big?chunks=1024&size=65536 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    with slow_reader(server, "/big?chunks=1024&size=65536") as sock:
         received = len(sock.recv(65536))
 
         # Other clients are served while this one is stalled (in inline mode too),
@@ -91,11 +97,7 @@ def test_write_callable_is_paced_in_threaded_mode(server: Server, request: pytes
     if "threads" not in request.node.callspec.id:
         pytest.skip("inline, write() cannot block the loop: documented in docs/operations.md")
     total = 512 * 65536
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.settimeout(10)
-        sock.connect((server.host, server.port))
-        sock.sendall(b"GET /big-write?chunks=512&size=65536 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    with slow_reader(server, "/big-write?chunks=512&size=65536") as sock:
         received = len(sock.recv(65536))
         ahead = settled_pulled(server)
         assert ahead < 12 * MiB, f"write() ran {ahead} bytes ahead of a client that read {received}"
@@ -157,11 +159,7 @@ def test_slow_reader_of_a_file_does_not_block_other_clients(server: Server, tmp_
     path = tmp_path / "big.bin"
     data = os.urandom(16 * MiB)
     path.write_bytes(data)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.settimeout(10)
-        sock.connect((server.host, server.port))
-        sock.sendall(f"GET /file?path={path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    with slow_reader(server, f"/file?path={path}") as sock:
         received = sock.recv(65536)
         for _ in range(3):
             assert fetch(server, "/pid", timeout=2).isdigit()

@@ -7,22 +7,10 @@ import os
 
 import pytest
 
+from config_problems import only_problem, problems_of
 from corral.config import Config, ConfigError, load_plan
 from corral.config.files import default_config_path
 from corral.config.problems import did_you_mean
-
-
-def problems_of(path: str, profile: str | None = None, cli: dict | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_plan(path, profile, cli)
-    return info.value.problems
-
-
-def only_problem(path: str, profile: str | None = None, cli: dict | None = None) -> str:
-    problems = problems_of(path, profile, cli)
-    assert len(problems) == 1, problems
-    return problems[0]
-
 
 # -- reading -----------------------------------------------------------------------
 

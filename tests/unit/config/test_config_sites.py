@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from corral.config import ConfigError, Middleware, Mount, load_plan, route
+from config_problems import only_problem, problems_of
+from corral.config import Middleware, Mount, load_plan, route
 from corral.config.sites import normalize_prefix
 from corral.config.values import ValueProblem
 
@@ -39,18 +40,6 @@ TWO_SITES = """
     app = "shop.wsgi:application"
     default = true
 """
-
-
-def problems_of(path: str, profile: str | None = None, cli: dict | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_plan(path, profile, cli)
-    return info.value.problems
-
-
-def only_problem(path: str, profile: str | None = None, cli: dict | None = None) -> str:
-    problems = problems_of(path, profile, cli)
-    assert len(problems) == 1, problems
-    return problems[0]
 
 
 def site_problem(toml, body: str, extra: str = "") -> str:
