@@ -27,7 +27,7 @@ from ..wsgi.response import error_response
 from . import exchange as run
 from .context import ServerContext
 from .handoff import request_bytes, send_connection
-from .outbox import HOLD_TIME, HeldTransport
+from .outbox import HeldTransport
 from .sendfile import SendfileJob
 
 log = logging.getLogger("corral.error")
@@ -345,10 +345,7 @@ class HTTPConnection:
         ctx.requests_served += 1
         request = ex.request
         duration = time.monotonic() - ex.started
-        if duration > HOLD_TIME:
-            # A slow app: its next call would likely hold this response as long again, and
-            # one wake-up of the client per slow response costs nothing next to it.
-            ctx.outbox.send_all()
+        ctx.outbox.after_app_call(duration)
         ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
         if ctx.requests_served == ctx.recycle_at:
             ctx.recycle("max-requests")

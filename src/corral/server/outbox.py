@@ -55,6 +55,15 @@ class Outbox:
         if self._waiting and now - self._since > HOLD_TIME:
             self.send_all()
 
+    def after_app_call(self, duration: float) -> None:
+        """A response is complete: if its app call was slow, send everything now.
+
+        The app's next call would likely hold this response as long again, and one wake-up
+        of the client per slow response costs nothing next to it.
+        """
+        if duration > HOLD_TIME and self._waiting:
+            self.send_all()
+
     def send_all(self) -> None:
         waiting, self._waiting = self._waiting, []
         for transport in waiting:
