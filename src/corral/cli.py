@@ -38,6 +38,11 @@ def _add_setting_flags(parser: argparse.ArgumentParser, positional_app: bool = T
         default = f.default
         shown = ", ".join(default) if isinstance(default, tuple) else default
         help_text = f"{meta['help']} (default: {shown if shown not in (None, ()) else 'none'})"
+        if f.default is False:  # a switch: the bare flag turns it on
+            groups[meta["group"]].add_argument(
+                *flags, dest=f.name, default=argparse.SUPPRESS, action="store_const", const=True, help=meta["help"]
+            )
+            continue
         groups[meta["group"]].add_argument(
             *flags,
             dest=f.name,

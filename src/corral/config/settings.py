@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..proxy import trust
 from . import values
 
 _DEFAULT_BIND = ("127.0.0.1:8000",)
@@ -66,6 +67,23 @@ def _parse_metrics_bind(text: str) -> str:
     except ValueError as exc:
         raise values.ValueProblem(str(exc)) from None
     return text
+
+
+def _parse_trusted_proxy(text: str) -> str:
+    try:
+        return trust.parse_trusted_proxy(text)
+    except ValueError as exc:
+        raise values.ValueProblem(str(exc)) from None
+
+
+PROXY_HEADER_KINDS = ("forwarded", "x-forwarded", "both", "none")
+
+
+def _parse_proxy_headers(text: str) -> str:
+    choice = values.parse_text(text).strip().lower()
+    if choice not in PROXY_HEADER_KINDS:
+        raise values.ValueProblem(f"expected one of {', '.join(PROXY_HEADER_KINDS)}, got {text!r}")
+    return choice
 
 
 @dataclass(frozen=True)
@@ -245,6 +263,23 @@ class Config:
         "Serve Prometheus /metrics and the /healthz, /readyz probes on HOST:PORT. Off by default.",
         _parse_metrics_bind,
         metavar="HOST:PORT",
+    )
+
+    # -- proxies -------------------------------------------------------------------
+    trusted_proxies: tuple[str, ...] = setting(
+        trust.DEFAULT_TRUSTED,
+        "A peer allowed to say who the client is (Forwarded, X-Forwarded-*, PROXY protocol): "
+        "an address, a CIDR network, or unix for Unix-socket peers (repeatable).",
+        _parse_trusted_proxy,
+        metavar="ADDRESS",
+        multiple=True,
+    )
+    proxy_headers: str = setting(
+        "both",
+        "Which headers a trusted proxy speaks: forwarded (RFC 7239), x-forwarded (X-Forwarded-*), "
+        "both (Forwarded wins where they disagree) or none.",
+        _parse_proxy_headers,
+        metavar="KIND",
     )
 
     def replace(self, **changes: Any) -> Config:

@@ -58,6 +58,18 @@ def parse_seconds(text: str | int | float) -> float:
     return value
 
 
+def parse_bool(value: str | bool) -> bool:
+    """A switch: true in TOML, or the bare flag on the command line (which argparse stores as True)."""
+    if isinstance(value, bool):
+        return value
+    text = parse_text(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueProblem(f"expected true or false, got {value!r}")
+
+
 def parse_text(text: str) -> str:
     if not isinstance(text, str):
         raise ValueProblem(f"expected a string, got {type(text).__name__}")
@@ -97,6 +109,7 @@ TOML_TYPES: dict[object, tuple[tuple[type, ...], str]] = {
     parse_count: ((int,), "a whole number"),
     parse_seconds: ((int, float), "a number of seconds"),
     parse_text: ((str,), "a string"),
+    parse_bool: ((bool,), "true or false"),
     parse_env_assignment: ((str,), 'a "KEY=VALUE" string'),
     parse_log_level: ((str,), f"one of {', '.join(repr(level) for level in LOG_LEVELS)}"),
 }
