@@ -47,8 +47,11 @@ class HTTPConnection:
     """The asyncio protocol of one client connection (by its methods, not by inheritance:
     that keeps it a native class when setup.py compiles this module)."""
 
-    def __init__(self, ctx: ServerContext, initial: bytes = b"") -> None:
+    def __init__(self, ctx: ServerContext, initial: bytes = b"", peername: Any = None) -> None:
         self.ctx = ctx
+        # The client's address when something before HTTP said it (the PROXY protocol): a
+        # (host, port) tuple, or "" for a local peer; None: the transport's own peer.
+        self._peername = peername
         # Bytes read by another site's worker before it handed us this connection: parsed
         # first, in connection_made, before the loop delivers anything newer from the socket.
         self._initial = initial
@@ -530,7 +533,7 @@ class HTTPConnection:
     def _connection_environ(self, transport: Any) -> dict[str, Any]:
         ctx = self.ctx
         sockname = transport.get_extra_info("sockname")
-        peername = transport.get_extra_info("peername")
+        peername = transport.get_extra_info("peername") if self._peername is None else self._peername
         if isinstance(sockname, tuple):
             server_name, server_port = str(sockname[0]), str(sockname[1])
         else:
