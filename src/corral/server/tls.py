@@ -16,6 +16,7 @@ handed to it through a memfd (/proc/self/fd/N): nothing sensitive lands on disk.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ ALPN_PROTOCOLS = ("http/1.1",)
 
 _VERIFY_MODES = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
+_OPENSSL_DETAIL = re.compile(r"^\[\w+\] | \(_ssl\.c:\d+\)$")
 _PEM_KEY = "PRIVATE KEY-----"  # BEGIN PRIVATE KEY, BEGIN RSA/EC PRIVATE KEY, BEGIN ENCRYPTED PRIVATE KEY
 
 
@@ -90,7 +92,10 @@ def build_context(material: TLSMaterial) -> ssl.SSLContext:
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise TLSError(f"the private key does not belong to the certificate in {material.certfile}") from None
-        raise TLSError(f"cannot load the certificate {material.certfile} and its key: {exc.reason or exc}") from None
+        detail = _OPENSSL_DETAIL.sub("", str(exc.args[-1]))  # "[SSL] PEM lib (_ssl.c:3905)" -> "PEM lib"
+        if detail == "PEM lib":
+            detail = "a PEM block in them is malformed (OpenSSL: PEM lib)"
+        raise TLSError(f"cannot load the certificate {material.certfile} and its key: {detail}") from None
     return context
 
 
