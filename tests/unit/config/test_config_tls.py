@@ -10,8 +10,6 @@ from corral.cli import UsageError, build_parser, plan_from_args
 from corral.config import ConfigError, load_plan
 
 
-
-
 def test_flags_parse_and_anchor(toml) -> None:
     path = toml('certfile = "tls/cert.pem"\nkeyfile = "tls/key.pem"\nca-certs = "tls/ca.pem"\nclient-cert = "Required"\n')
     config = load_plan(path).server
