@@ -43,9 +43,9 @@ class Server:
             if line is None:
                 self.stop()
                 raise RuntimeError("server did not become ready:\n" + self.log())
-            match = self.wait_for(r"Listening at http://[^\s]+:(\d+)", 1.0)
+            match = self.wait_for(r"Listening at https?://[^\s]+:(\d+)", 1.0)
             if match:
-                self.port = int(re.search(r"Listening at http://\S+:(\d+)", match).group(1))  # type: ignore[union-attr]
+                self.port = int(re.search(r"Listening at https?://\S+:(\d+)", match).group(1))  # type: ignore[union-attr]
 
     def _launch(self, cmd: Sequence[str], env: dict[str, str] | None = None, **popen: Any) -> None:
         """Start `cmd` in its own session, with tests/apps importable and no inherited

@@ -48,7 +48,7 @@ def open_listeners(config: Config) -> list[socket.socket]:
         address = parse_bind(text)
         sock = listen(address, config.backlog)
         sockets.append(sock)
-        log.info("Listening at %s", address.url(sock))
+        log.info("Listening at %s", address.url(sock, "https" if config.certfile else "http"))
     return sockets
 
 

@@ -26,6 +26,7 @@ from .files import (
 from .problems import ConfigError, Problems, table_name
 from .settings import Config, toml_key
 from .sites import APP_SETTINGS, SITE_ONLY_KEYS, SiteConfig, build_sites, implicit_site, parse_site_table, site_table
+from .tls import tls_problems
 
 _APP_NAMES = frozenset(f.name for f in APP_SETTINGS)
 _SITE_HINT = "is a site key; put it in a [sites.NAME] table"
@@ -54,6 +55,7 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
         if profile is not None:
             raise ConfigError([f"profile {profile!r} chosen, but there is no config file (corral.toml or --config)"])
         server = config_from_layer(cli_layer)
+        _check_tls(server, None, multi_site=False)
         return Plan(server=server, sites=(implicit_site(server),), given=frozenset(cli_layer))
 
     problems = Problems(path)
@@ -78,6 +80,7 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
     server_layer = merge(top, profile_layer, cli_layer)
     if not site_layers:
         server = config_from_layer(server_layer)
+        _check_tls(server, problems, multi_site=False)
         given = frozenset(server_layer)
         return Plan(server=server, sites=(implicit_site(server),), source=path, profile=profile, given=given)
 
@@ -90,10 +93,23 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
         problems.add("", None, f"{flag} given on the command line, but this file defines [sites]: set it per site")
     problems.raise_if_any()
     server = config_from_layer(server_layer)
+    _check_tls(server, problems, multi_site=True)
     sites = build_sites(site_layers, server, problems)
     problems.raise_if_any()
     given = frozenset(server_layer)
     return Plan(server=server, sites=sites, source=path, profile=profile, multi_site=True, given=given)
+
+
+def _check_tls(server: Config, problems: Problems | None, multi_site: bool) -> None:
+    """TLS settings that do not go together; `problems` None: they all came from flags."""
+    found = tls_problems(server, multi_site)
+    if problems is None:
+        if found:
+            raise ConfigError(found)
+        return
+    for problem in found:
+        problems.add("", None, problem)
+    problems.raise_if_any()
 
 
 def _site_layers(raw: Any, profile: str | None, problems: Problems, base_dir: str) -> dict[str, tuple[Layer, str]]:

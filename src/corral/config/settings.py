@@ -76,6 +76,16 @@ def _parse_trusted_proxy(text: str) -> str:
         raise values.ValueProblem(str(exc)) from None
 
 
+CLIENT_CERT_MODES = ("none", "optional", "required")
+
+
+def _parse_client_cert(text: str) -> str:
+    choice = values.parse_text(text).strip().lower()
+    if choice not in CLIENT_CERT_MODES:
+        raise values.ValueProblem(f"expected one of {', '.join(CLIENT_CERT_MODES)}, got {text!r}")
+    return choice
+
+
 PROXY_HEADER_KINDS = ("forwarded", "x-forwarded", "both", "none")
 
 
@@ -146,6 +156,35 @@ class Config:
         short="-b",
         metavar="ADDRESS",
         multiple=True,
+    )
+    # -- TLS (docs/tls.md) ------------------------------------------------------
+    certfile: str | None = setting(
+        None,
+        "Serve HTTPS: the PEM certificate (with its chain) for every bind; read by the master, "
+        "re-read on reload.",
+        values.parse_text,
+        metavar="FILE",
+        path=True,
+    )
+    keyfile: str | None = setting(
+        None,
+        "The PEM private key of --certfile (default: the key is in the certfile).",
+        values.parse_text,
+        metavar="FILE",
+        path=True,
+    )
+    ca_certs: str | None = setting(
+        None,
+        "PEM file of the CA certificates that sign client certificates (with --client-cert).",
+        values.parse_text,
+        metavar="FILE",
+        path=True,
+    )
+    client_cert: str = setting(
+        "none",
+        "Ask TLS clients for a certificate: none, optional (verified if sent) or required (mTLS).",
+        _parse_client_cert,
+        metavar="MODE",
     )
     workers: int = setting(1, "Worker processes.", values.parse_positive_int, short="-w", metavar="N")
     threads: int = setting(

@@ -36,6 +36,7 @@ from ..server.handoff import handoff_pair, receive_connection
 from ..server.spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
 from ..wsgi.response import error_response
 from . import acceptors, policy
+from .certificates import Certificates
 from .control import ControlError, ControlServer, control_path
 from .policy import Slot
 from .signals import SignalQueue, signal_if_alive
@@ -128,6 +129,7 @@ class Arbiter:
         self.requests_seen: dict[str, int] = {}
         self.stats = MasterStats()  # what /metrics, /readyz report
         self.metrics: Any = None  # an observe.httpd.MetricsServer when --metrics-bind is set
+        self.certificates = Certificates(config)
         if sites:
             self.groups = [Group(i, site.name, site.config, site) for i, site in enumerate(sites)]
             for group in self.groups:
@@ -143,6 +145,10 @@ class Arbiter:
 
     def run(self) -> int:
         set_title("master")
+        problem = self.certificates.load()
+        if problem is not None:
+            sys.stderr.write(f"corral: error: {problem}\n")
+            return EXIT_FAILED
         for group in self.groups:
             self.stats.add_site(group.name, group.config.workers)
         if self.config.metrics_bind:
@@ -287,6 +293,7 @@ class Arbiter:
 
     def reload(self, site: str | None = None) -> None:
         """Start a new generation; each group's old one retires when its new one is ready."""
+        self.certificates.reload()
         for group in self.groups:
             if site is not None and group.name != site:
                 continue
@@ -317,7 +324,7 @@ class Arbiter:
 
     def _spawn(self, group: Group, slot: Slot) -> None:
         parent_end, child_end = socket.socketpair()
-        spec = WorkerSpec(group.config, self.sockets, child_end, slot.index)
+        spec = WorkerSpec(group.config, self.sockets, child_end, slot.index, tls=self.certificates.material)
         close_in_child = [parent_end] + [handle.channel for handle in self.workers.values()]
         if self.multi_site:
             spec.site = group.site

@@ -123,10 +123,17 @@ def encode_spec(spec: WorkerSpec) -> dict[str, Any]:
         "sites": [encode_site(s) for s in spec.sites],
         "handoff_send": [s.fileno() for s in spec.handoff_send],
         "handoff_receive": spec.handoff_receive.fileno() if spec.handoff_receive else None,
+        # The PEM text goes through the spec's pipe, never a file (see server/tls.py).
+        "tls": asdict(spec.tls) if spec.tls is not None else None,
     }
 
 
 def decode_spec(data: dict[str, Any]) -> WorkerSpec:
+    tls = None
+    if data.get("tls") is not None:
+        from ..server.tls import TLSMaterial
+
+        tls = TLSMaterial(**data["tls"])
     return WorkerSpec(
         config=_config(data["config"]),
         sockets=[socket.socket(fileno=fd) for fd, _family in data["sockets"]],
@@ -137,6 +144,7 @@ def decode_spec(data: dict[str, Any]) -> WorkerSpec:
         sites=tuple(decode_site(s) for s in data["sites"]),
         handoff_send=[socket.socket(fileno=fd) for fd in data["handoff_send"]],
         handoff_receive=socket.socket(fileno=data["handoff_receive"]) if data["handoff_receive"] is not None else None,
+        tls=tls,
     )
 
 

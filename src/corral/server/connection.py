@@ -25,6 +25,7 @@ from ..wsgi.file_wrapper import FileWrapper
 from ..wsgi.input import EMPTY_INPUT, SpooledBody, StreamingBody
 from ..wsgi.response import error_response
 from . import exchange as run
+from . import tls
 from .context import ServerContext
 from .handoff import request_bytes, send_connection
 from .outbox import HeldTransport
@@ -544,7 +545,7 @@ class HTTPConnection:
         else:
             remote_addr, remote_port = "127.0.0.1", "0"  # Unix socket: a local peer
             self.peer = "unix"
-        return connection_environ(
+        environ = connection_environ(
             server_name=server_name,
             server_port=server_port,
             remote_addr=remote_addr,
@@ -553,3 +554,6 @@ class HTTPConnection:
             multithread=ctx.multithread,
             multiprocess=ctx.multiprocess,
         )
+        if ctx.tls:
+            environ.update(tls.connection_environ(transport.get_extra_info("ssl_object")))
+        return environ

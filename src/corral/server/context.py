@@ -42,6 +42,11 @@ class ServerContext:
     executor: ThreadPoolExecutor | None = None
     multiprocess: bool = False
     url_scheme: str = "http"
+    # TLS listeners ("https"): connections add mod_ssl's environ keys and never use sendfile
+    # (it would write the file past the encryption); handshaking counts those accepted but
+    # not yet connections (tls_listener.py), so a draining worker waits for them too.
+    tls: bool = False
+    handshaking: int = 0
     max_connections: int = 1000
     access_log: Callable[..., None] | None = None
     connections: set[HTTPConnection] = field(default_factory=set)

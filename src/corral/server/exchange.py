@@ -244,8 +244,8 @@ def start_sendfile(ex: Exchange, wrapper: FileWrapper) -> bool:
     response = ex
     conn = ex.conn
     span = wrapper.sendfile_range()
-    if span is None or response.headers_sent or conn.transport.get_write_buffer_size():
-        return False
+    if span is None or response.headers_sent or conn.transport.get_write_buffer_size() or conn.ctx.tls:
+        return False  # (over TLS the file must pass through the transport's encryption)
     fd, offset, size = span
     if response.content_length is None and not any(
         name.lower() == "content-length" for name, _ in response.headers

@@ -18,12 +18,12 @@ class Address:
     host: str  # or the path for AF_UNIX
     port: int
 
-    def url(self, sock: socket.socket | None = None) -> str:
+    def url(self, sock: socket.socket | None = None, scheme: str = "http") -> str:
         if self.family == socket.AF_UNIX:
             return f"unix:{self.host}"
         port = sock.getsockname()[1] if sock is not None else self.port
         host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
-        return f"http://{host}:{port}"
+        return f"{scheme}://{host}:{port}"
 
 
 def parse_bind(text: str) -> Address:

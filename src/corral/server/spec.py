@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..config.sites import SiteConfig
+
+if TYPE_CHECKING:
+    from .tls import TLSMaterial  # ssl is loaded by the master only when TLS is on
 
 EXIT_APP_LOAD_ERROR = 3  # reserved: the master must not respawn on this
 
@@ -29,6 +33,8 @@ class WorkerSpec:
     sites: tuple[SiteConfig, ...] = ()
     handoff_send: list[socket.socket] = field(default_factory=list)
     handoff_receive: socket.socket | None = None
+    # HTTPS: the certificate and key this worker's generation serves, read by the master.
+    tls: TLSMaterial | None = None
 
 
 Message = dict[str, object]

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
@@ -33,6 +34,8 @@ from .environment import drop_privileges, prepare_process
 from .handoff import receive_connection
 from .routing import Router
 from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
+from .tls import TLSError, build_context
+from .tls_listener import TLSServer
 
 log = logging.getLogger("corral.error")
 
@@ -63,6 +66,12 @@ def run_worker(spec: WorkerSpec) -> int:
     config = spec.config
     set_title("worker", site=spec.site.name if spec.site is not None else None)
     try:
+        # Before privileges drop: the certificate came from the master, the context is ours.
+        tls_context = build_context(spec.tls) if spec.tls is not None else None
+    except TLSError as exc:
+        send(spec.channel, event="load-error", message=str(exc), traceback=None)
+        return EXIT_APP_LOAD_ERROR
+    try:
         if spec.site is not None:
             # A site sees only its own settings module, never the master's or another site's.
             os.environ.pop("DJANGO_SETTINGS_MODULE", None)
@@ -77,13 +86,14 @@ def run_worker(spec: WorkerSpec) -> int:
     except AppLoadError as exc:
         send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
         return EXIT_APP_LOAD_ERROR
-    worker = Worker(spec, app)
+    worker = Worker(spec, app, tls_context)
     return worker.run()
 
 
 class Worker:
-    def __init__(self, spec: WorkerSpec, app: Any) -> None:
+    def __init__(self, spec: WorkerSpec, app: Any, tls_context: ssl.SSLContext | None = None) -> None:
         self.spec = spec
+        self.tls_context = tls_context
         config = spec.config
         self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
@@ -111,6 +121,9 @@ class Worker:
                 config.access_log, config.access_log_format, site=spec.site.name if spec.site else "main"
             ) if config.access_log else None,
         )
+        if tls_context is not None:
+            self.ctx.url_scheme = "https"
+            self.ctx.tls = True
         if spec.site is not None:
             self.ctx.site_name = spec.site.name
         if spec.sites:
@@ -150,10 +163,7 @@ class Worker:
             self.listen_fds = [os.dup(sock.fileno()) for sock in self.spec.sockets]
             loop.add_reader(self.spec.channel.fileno(), self._on_master_message)
         for sock in self.spec.sockets:
-            server = await loop.create_server(
-                self._new_connection, sock=sock, backlog=self.spec.config.backlog
-            )
-            self.servers.append(server)
+            self.servers.append(await self._listen(sock))
         if self.spec.handoff_receive is not None:
             loop.add_reader(self.spec.handoff_receive.fileno(), self._adopt_handed_off)
         # On a missed heartbeat the master sends SIGUSR1 first: the C-level handler prints
@@ -166,6 +176,12 @@ class Worker:
         sweeper.cancel()
         await self._drain()
         return 0
+
+    async def _listen(self, sock: socket.socket) -> asyncio.AbstractServer:
+        if self.tls_context is not None:
+            timeout = self.spec.config.header_timeout  # for the first byte and the handshake
+            return TLSServer(self.ctx, sock, self.tls_context, self._new_connection, timeout).start()
+        return await self.loop.create_server(self._new_connection, sock=sock, backlog=self.spec.config.backlog)
 
     def _on_master_message(self) -> None:
         messages, self.master_buffer, closed = read_messages(self.spec.channel, self.master_buffer, 4096)
@@ -286,7 +302,7 @@ class Worker:
             os.close(fd)
         self.listen_fds = []
         deadline = self.loop.time() + self.spec.config.graceful_timeout
-        while ctx.connections and self.loop.time() < deadline:
+        while (ctx.connections or ctx.handshaking) and self.loop.time() < deadline:
             now = self.loop.time()
             for conn in list(ctx.connections):
                 conn.shutdown(now, self.patient)
