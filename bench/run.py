@@ -27,6 +27,8 @@ Cases (``--cases``; default: all):
 * ``upload-ka``    1 MiB POST body read by the app
 * ``django-ka``    a minimal Django view (project made with ``django-admin startproject``)
 * ``hello-ka-t8``  hello-ka with thread pools: corral --threads 8 vs gunicorn gthread 8 threads
+* ``tls-ka``       hello-ka over TLS (a self-signed certificate made with openssl), corral vs gunicorn
+* ``tls-close``    the same with ``Connection: close``: one TLS handshake per request
 
 Servers (``--servers`` replaces the line-up of every selected case; the first is the
 reference): corral, corral-t8, gunicorn (sync), gunicorn-gthread (8 threads), waitress,
@@ -47,6 +49,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -86,6 +89,7 @@ class Case:
 PEERS = ("corral", "gunicorn", "waitress", "granian", "bjoern")
 THREADED = ("corral-t8", "gunicorn-gthread")
 SITES = ("corral-sites", "corral")
+TLS = ("corral-tls", "gunicorn-tls")
 
 CASES: dict[str, Case] = {
     case.name: case
@@ -98,6 +102,8 @@ CASES: dict[str, Case] = {
         Case("hello-ka-t8", "hello", THREADED, description="hello-ka, 8-thread pools"),
         Case("sites-ka", "hello", SITES, description="hello as one site of a two-site config vs alone, keep-alive"),
         Case("sites-close", "hello", SITES, close=True, description="the same with Connection: close"),
+        Case("tls-ka", "hello", TLS, description="hello over TLS, keep-alive"),
+        Case("tls-close", "hello", TLS, close=True, description="hello over TLS, a handshake per request"),
     )
 }
 
@@ -130,6 +136,11 @@ class Server:
     executable: str  # file that must exist in <venv>/bin
     build: CommandBuilder
     imports: str | None = None  # module the venv's python must import (servers with no script)
+    tls: bool = False  # serves HTTPS with tls_files()
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
 
 def _corral(threads: int) -> CommandBuilder:
@@ -152,6 +163,28 @@ def _corral_sites(bin_dir: Path, target: Target, port: int) -> list[str]:
         f'[sites.other]\napp = "{target.spec}"\nhosts = ["other.test"]\nprocesses = 1\n'
     )
     return [str(bin_dir / "corral"), "serve", "--config", str(config)]
+
+
+def tls_files() -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1 (made once with openssl, then reused)."""
+    directory = Path(tempfile.gettempdir()) / "corral-bench-tls"
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if not (cert.exists() and key.exists()):
+        directory.mkdir(exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "30", "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=IP:{HOST}",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def _with_tls(build: CommandBuilder) -> CommandBuilder:
+    """``build``'s command plus --certfile/--keyfile (the flags Corral and gunicorn share)."""
+    def with_tls(bin_dir: Path, target: Target, port: int) -> list[str]:
+        cert, key = tls_files()
+        argv = build(bin_dir, target, port)
+        spec = argv.index(target.spec) if target.spec in argv else len(argv)
+        return argv[:spec] + ["--certfile", str(cert), "--keyfile", str(key)] + argv[spec:]
+    return with_tls
 
 
 def _gunicorn(worker_class: str, threads: int = 1) -> CommandBuilder:
@@ -187,6 +220,8 @@ SERVERS: dict[str, Server] = {
         Server("corral-sites", "corral", _corral_sites),
         Server("gunicorn", "gunicorn", _gunicorn("sync")),
         Server("gunicorn-gthread", "gunicorn", _gunicorn("gthread", 8)),
+        Server("corral-tls", "corral", _with_tls(_corral(1)), tls=True),
+        Server("gunicorn-tls", "gunicorn", _with_tls(_gunicorn("sync")), tls=True),
         Server("waitress", "waitress-serve", _waitress),
         Server("granian", "granian", _granian),
         Server("bjoern", "python", _bjoern, imports="bjoern"),
@@ -374,13 +409,17 @@ def log_tail(log: Path, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, tls: bool = False) -> None:
     """Return once the server answers GET / with a 2xx; raise RoundError otherwise."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RoundError(f"exited with status {proc.returncode}: {log_tail(log)}")
-        conn = http.client.HTTPConnection(HOST, port, timeout=1)
+        conn: http.client.HTTPConnection
+        if tls:
+            conn = http.client.HTTPSConnection(HOST, port, timeout=1, context=ssl._create_unverified_context())
+        else:
+            conn = http.client.HTTPConnection(HOST, port, timeout=1)
         try:
             conn.request("GET", "/")
             response = conn.getresponse()
@@ -430,7 +469,7 @@ def running(server: Server, target: Target, settings: Settings, work: Path) -> I
         proc = subprocess.Popen(argv, cwd=target.directory, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_ready(proc, port, log)
+        wait_ready(proc, port, log, server.tls)
         yield proc.pid, port
     finally:
         stop(proc)
@@ -449,13 +488,14 @@ class WrkResult:
     socket_errors: int
 
 
-def wrk_command(case: Case, port: int, seconds: int, settings: Settings, upload_script: Path) -> list[str]:
+def wrk_command(case: Case, server: Server, port: int, seconds: int, settings: Settings,
+                upload_script: Path) -> list[str]:
     argv = ["wrk", "-t1", f"-c{settings.connections}", f"-d{seconds}s", "--latency"]
     if case.close:
         argv += ["-H", "Connection: close"]
     if case.upload:
         argv += ["-s", str(upload_script)]
-    return pinned(LOAD_CPU, argv + [f"http://{HOST}:{port}/"], settings)
+    return pinned(LOAD_CPU, argv + [f"{server.scheme}://{HOST}:{port}/"], settings)
 
 
 def latency_ms(output: str, percentile: str) -> float:
@@ -508,9 +548,9 @@ def measure(server: Server, case: Case, target: Target, settings: Settings, work
             upload_script: Path) -> Sample:
     """One round: start the server, warm it up, load it, read CPU and RSS, stop it."""
     with running(server, target, settings, work) as (pid, port):
-        run_wrk(wrk_command(case, port, settings.warmup_s, settings, upload_script), settings.warmup_s)
+        run_wrk(wrk_command(case, server, port, settings.warmup_s, settings, upload_script), settings.warmup_s)
         cpu_before = cpu_seconds(process_tree(pid))
-        result = run_wrk(wrk_command(case, port, settings.duration_s, settings, upload_script),
+        result = run_wrk(wrk_command(case, server, port, settings.duration_s, settings, upload_script),
                          settings.duration_s)
         tree = process_tree(pid)
         cpu = cpu_seconds(tree) - cpu_before
