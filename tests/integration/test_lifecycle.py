@@ -133,8 +133,9 @@ def test_a_second_sigterm_skips_the_rest_of_the_delay(serve: Serve, tmp_path: Pa
 def test_a_server_that_was_never_ready_does_not_wait(tmp_path: Path) -> None:
     """Nothing routes traffic to a server that never became ready: SIGTERM drains at once."""
     (tmp_path / "sleepy.py").write_text("import time\ntime.sleep(30)\napp = None\n")
+    # Ready once a worker boots: by then the master's signal handlers are in place.
     server = Server(["sleepy:app", "--chdir", str(tmp_path), "--shutdown-delay", "60", "--bind", "127.0.0.1:0",
-                     "--graceful-timeout", "1", "--log-level", "debug"], ready="Booting worker")  # the master's handlers are in place
+                     "--graceful-timeout", "1", "--log-level", "debug"], ready="Booting worker")
     try:
         server.signal(signal.SIGTERM)
         assert server.wait(10) == 0, server.log()  # the booting worker: killed after --graceful-timeout + 1 s
