@@ -7,13 +7,15 @@ cannot drift), and each is exercised:
 - corral.socket / corral.service: parsed; ExecStart is run under
   systemd-socket-activate (when installed) and under a launcher that passes the
   socket exactly as systemd does (fd 3, LISTEN_FDS, LISTEN_PID), across a restart;
-- deployment.yaml: probes checked against the container's flags, and Corral run
-  with those flags through a drain.
+- corral.service is also checked by systemd-analyze verify (when installed);
+- deployment.yaml: loaded into the kubernetes client's models, probes checked against
+  the container's flags, and Corral run with those flags through a shutdown delay and a drain.
 """
 
 from __future__ import annotations
 
 import http.client
+import inspect
 import json
 import os
 import re
@@ -709,20 +711,78 @@ def test_kubernetes_probes_and_grace_period_match_corral_flags() -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]  # metrics stay inside the cluster
-    sleep = container["lifecycle"]["preStop"]["exec"]["command"]
-    assert sleep[0] == "sleep"
-    # The kubelet's clock runs from the preStop hook: sleep, then SIGTERM, then the drain
-    # (--graceful-timeout, plus Corral's 1 s margin) must all fit before it sends SIGKILL.
-    assert pod["terminationGracePeriodSeconds"] > float(sleep[1]) + float(flag(argv, "--graceful-timeout")) + 1
+    # No preStop hook (a distroless image has no sleep): Corral's own delay does its job.
+    assert "lifecycle" not in container
+    delay = float(flag(argv, "--shutdown-delay"))
+    assert 3 <= delay <= 10, "long enough for the endpoint removal to reach every proxy"
+    # The kubelet's clock runs from SIGTERM: the delay, then the drain (--graceful-timeout,
+    # plus Corral's 1 s margin) must all fit before it sends SIGKILL.
+    assert pod["terminationGracePeriodSeconds"] > delay + float(flag(argv, "--graceful-timeout")) + 1
+    assert container["securityContext"]["runAsNonRoot"] is True
     resources = container["resources"]
     assert int(flag(argv, "--workers")) == int(resources["requests"]["cpu"])
     limit_mib = int(resources["limits"]["memory"].removesuffix("Gi")) * 1024
     assert int(flag(argv, "--workers")) * int(flag(argv, "--max-worker-memory")) < limit_mib - 100
 
 
+class _Response:
+    """What ApiClient.deserialize reads: an HTTP response's body."""
+
+    def __init__(self, body: object) -> None:
+        self.data = json.dumps(body)
+
+
+def test_kubernetes_manifests_are_valid_api_objects() -> None:
+    """Each document loads into the kubernetes client's model for its kind and serializes back
+    unchanged: a misspelt or misplaced field would be dropped (and so fail), a missing required
+    one raises."""
+    from kubernetes.client import ApiClient
+
+    client = ApiClient()
+
+    def load(document: dict, kind: str) -> object:  # type: ignore[type-arg]
+        # The client's own path from an API response to a model; newer clients take the
+        # body's text and its content type, older ones the response object.
+        if "content_type" in inspect.signature(client.deserialize).parameters:
+            return client.deserialize(json.dumps(document), kind, "application/json")
+        return client.deserialize(_Response(document), kind)
+
+    documents = list(yaml.safe_load_all((DATA / "deployment.yaml").read_text()))
+    assert [(d["apiVersion"], d["kind"]) for d in documents] == [("apps/v1", "Deployment"), ("v1", "Service")]
+    for document in documents:
+        model = load(document, f"V1{document['kind']}")
+        assert client.sanitize_for_serialization(model) == document
+    typo = json.loads(json.dumps(documents[0]))
+    typo["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = typo["spec"]["template"]["spec"][
+        "containers"][0].pop("readinessProbe")
+    assert client.sanitize_for_serialization(load(typo, "V1Deployment")) != typo
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed (package systemd; .ci/run installs it)")
+def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
+    corral_bin = shutil.which("corral", path=str(Path(sys.executable).parent)) or shutil.which("corral")
+    assert corral_bin, "the test environment has a corral script"
+    service = (DATA / "corral.service").read_text().replace("/srv/mysite/.venv/bin/corral", corral_bin)
+    assert one(read_unit(DATA / "corral.service"), "Service", "Type") == "notify"
+    (tmp_path / "corral.service").write_text(service)
+    shutil.copy(DATA / "corral.socket", tmp_path / "corral.socket")
+
+    def verify(*units: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True,
+                              timeout=60)
+
+    result = verify(tmp_path / "corral.service", tmp_path / "corral.socket")
+    # verify exits 0 even when it ignores a bad line, so its warnings count too.
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    (tmp_path / "bad.service").write_text(service.replace("Type=notify", "Type=notfy"))
+    assert "Failed to parse service type" in verify(tmp_path / "bad.service").stderr
+
+
 def test_kubernetes_container_drains_with_probes(site: Site) -> None:
     """The container's command, run here: probes answer; on SIGTERM with a request in flight
-    /readyz says 503 and /healthz stays 200 until the request is done and Corral exits 0."""
+    /readyz says 503 at once while requests are still served for --shutdown-delay, then
+    new connections are refused, /healthz stays 200 until the request is done and Corral exits 0."""
     _pod, container, _service = deployment()
     argv = [a.replace("0.0.0.0:8000", "127.0.0.1:0").replace("0.0.0.0:9100", "127.0.0.1:0")
             for a in container["command"]]
@@ -738,11 +798,13 @@ def test_kubernetes_container_drains_with_probes(site: Site) -> None:
         in_flight = threading.Thread(target=lambda: slow.append(get(port, "/slow?1.5")))
         in_flight.start()
         assert corral.wait_for("mysite: slow request started", 10), corral.log()
-        corral.signal(signal.SIGTERM)  # what the kubelet sends after the preStop hook
+        corral.signal(signal.SIGTERM)  # what the kubelet sends, with no preStop hook before it
         assert corral.wait_for("Received SIGTERM", 5)
         status, body = get(metrics, "/readyz")
         assert status == 503 and b"stopping" in body, body
+        assert get(port, "/version") == (200, b"v1")  # the delay: proxies that still send are answered
         assert get(metrics, "/healthz")[0] == 200  # alive: the liveness probe must not kill a drain
+        assert corral.wait_for("Shutdown delay over", 10), corral.log()
         with pytest.raises(ConnectionRefusedError):
             get(port, "/")  # not socket-activated: new connections are refused at once
         in_flight.join(20)

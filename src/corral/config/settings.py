@@ -217,6 +217,13 @@ class Config:
     graceful_timeout: float = setting(
         30.0, "On stop, time in-flight requests get to finish.", values.parse_seconds, metavar="S", site=True
     )
+    shutdown_delay: float = setting(
+        0.0,
+        "On SIGTERM, fail /readyz at once but keep accepting and serving for S seconds before draining "
+        "(a load balancer's time to stop sending); 0: drain at once.",
+        values.parse_nonnegative_seconds,
+        metavar="S",
+    )
     timeout: float = setting(
         30.0,
         "A request running longer is reported with its stack and answered 504; its worker is replaced.",

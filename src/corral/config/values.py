@@ -58,6 +58,19 @@ def parse_seconds(text: str | int | float) -> float:
     return value
 
 
+def parse_nonnegative_seconds(text: str | int | float) -> float:
+    """Seconds where 0 means "off" (parse_seconds refuses 0: a zero timeout would fail everything)."""
+    if isinstance(text, bool):
+        raise ValueProblem("expected a number of seconds")
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueProblem(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise ValueProblem(f"expected 0 or a positive number of seconds, got {value}")
+    return value
+
+
 def parse_bool(value: str | bool) -> bool:
     """A switch: true in TOML, or the bare flag on the command line (which argparse stores as True)."""
     if isinstance(value, bool):
@@ -108,6 +121,7 @@ TOML_TYPES: dict[object, tuple[tuple[type, ...], str]] = {
     parse_positive_int: ((int,), "a whole number"),
     parse_count: ((int,), "a whole number"),
     parse_seconds: ((int, float), "a number of seconds"),
+    parse_nonnegative_seconds: ((int, float), "a number of seconds"),
     parse_text: ((str,), "a string"),
     parse_bool: ((bool,), "true or false"),
     parse_env_assignment: ((str,), 'a "KEY=VALUE" string'),

@@ -8,9 +8,12 @@ on a single-app server that ends the master with a non-zero status instead of
 a crash loop, while on a multi-site server only that site is backed off (and
 its queued connections answered 503) while the others keep serving. Dead
 workers are reaped on SIGCHLD and their slots refilled after the back-off that
-policy.py decides. SIGTERM/SIGINT drain; a second SIGINT ends at once. SIGHUP
-starts a fresh generation of workers and retires the old one once the new one
-is ready.
+policy.py decides. SIGTERM/SIGINT drain (after --shutdown-delay, during which
+/readyz fails but the workers serve on; a second SIGTERM/SIGINT cuts the delay
+short); a second SIGINT while draining ends at once. SIGHUP starts a fresh
+generation of workers and retires the old one once the new one is ready.
+lifecycle.py turns these milestones into log lines, sd_notify messages and the
+reload record `corral status` shows.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from ..wsgi.response import error_response
 from . import acceptors, policy
 from .certificates import Certificates
 from .control import ControlError, ControlServer, control_path
+from .lifecycle import Lifecycle
+from .notify import Notifier
 from .policy import Slot
 from .signals import SignalQueue, signal_if_alive
 from .spawn import VirtualenvError, exec_worker, fork_worker
@@ -119,6 +124,8 @@ class Arbiter:
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = False
         self.stop_deadline = 0.0
+        self.delay_until = 0.0  # --shutdown-delay: serving on until then, /readyz already failing
+        self.lifecycle = Lifecycle()
         self.exit_code = EXIT_OK
         self.interrupts = 0
         self.stragglers_killed = False
@@ -149,6 +156,8 @@ class Arbiter:
         if problem is not None:
             sys.stderr.write(f"corral: error: {problem}\n")
             return EXIT_FAILED
+        # Taken out of our environment before the first fork: only the master speaks to systemd.
+        self.lifecycle = Lifecycle(Notifier.from_environ())
         for group in self.groups:
             self.stats.add_site(group.name, group.config.workers)
         if self.config.metrics_bind:
@@ -174,6 +183,7 @@ class Arbiter:
         try:
             while self.workers or not self.stopping:
                 self._tick()
+            self.lifecycle.stopped()
         finally:
             self.signals.close()
             self.selector.close()
@@ -189,11 +199,14 @@ class Arbiter:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if self.delay_until and now >= self.delay_until:
+            self._begin_drain("Shutdown delay over")
         if self.stopping:
             timeout = max(0.0, min(1.0, self.stop_deadline - now))
             if now >= self.stop_deadline:
                 if self.workers and not self.stragglers_killed:
                     self.stragglers_killed = True
+                    self.lifecycle.killed = len(self.workers)
                     log.warning("Graceful timeout: killing %d worker(s) still busy", len(self.workers))
                 self._kill_all(signal.SIGKILL)
         else:
@@ -201,7 +214,7 @@ class Arbiter:
             if self.multi_site and now >= self.next_acceptor_check:
                 self.next_acceptor_check = now + acceptors.WINDOW
                 self._choose_acceptors()
-            timeout = 1.0
+            timeout = max(0.0, min(1.0, self.delay_until - now)) if self.delay_until else 1.0
             for group in self.groups:
                 if group.booted or group.down:
                     for slot in policy.due_for_spawn(group.slots, now):
@@ -225,25 +238,60 @@ class Arbiter:
     def _handle_signal(self, sig: int) -> None:
         if sig == signal.SIGCHLD:
             return  # reaped after every tick
+        name = signal.Signals(sig).name
+        if sig in (signal.SIGTERM, signal.SIGINT) and self.delay_until:
+            self._begin_drain(f"Received {name} during the shutdown delay")  # skips the rest of it
+            return
         if sig == signal.SIGINT:
             self.interrupts += 1
             if self.interrupts > 1:
                 log.info("Second interrupt: exiting now")
-                self.stop(graceful=False)
+                self.request_stop(graceful=False)
                 return
         if sig in (signal.SIGTERM, signal.SIGINT):
-            self.stop(graceful=True)
-            # Logged after stop(): once this line is out, new connections are refused.
-            name = signal.Signals(sig).name
-            log.info("Received %s: finishing in-flight requests (up to %gs)", name, self.config.graceful_timeout)
+            self.request_stop(graceful=True, why=f"Received {name}")
         elif sig == signal.SIGQUIT:
-            self.stop(graceful=False)
+            log.info("Received SIGQUIT: exiting now")
+            self.request_stop(graceful=False)
         elif sig == signal.SIGHUP:
             self.reload()
         elif sig == signal.SIGTTIN:
             self._resize(+1)
         elif sig == signal.SIGTTOU:
             self._resize(-1)
+
+    def request_stop(self, graceful: bool, why: str = "") -> None:
+        """A stop asked for from outside (a signal, `corral stop`), unlike a failed start.
+
+        A graceful one waits --shutdown-delay first: /readyz fails at once (load
+        balancers stop sending new requests) while the workers go on accepting and
+        serving the ones still routed here; then the drain starts as without a delay.
+        """
+        delay = self.config.shutdown_delay
+        # A server that never said it was ready has no traffic to wait for: no delay.
+        delaying = graceful and delay > 0 and self.announced and not self.stopping and not self.delay_until
+        self.lifecycle.stop_requested(graceful, delay if delaying else 0.0)
+        if delaying:
+            self.delay_until = time.monotonic() + delay
+            self.stats.set_draining()
+            # Logged after set_draining(): once this line is out, /readyz answers 503.
+            log.info("%s: /readyz fails from now on; serving for %gs more, then draining", why, delay)
+            return
+        if graceful and self.delay_until:
+            self._begin_drain(f"{why} during the shutdown delay")
+            return
+        self.delay_until = 0.0
+        self.stop(graceful)
+        if graceful:
+            # Logged after stop(): once this line is out, new connections are refused.
+            log.info("%s: finishing in-flight requests (up to %gs)", why, self.config.graceful_timeout)
+
+    def _begin_drain(self, why: str) -> None:
+        """The shutdown delay is over (or was cut short): stop accepting, finish, exit."""
+        self.delay_until = 0.0
+        self.stop(graceful=True)
+        self.lifecycle.draining(sum(h.in_flight for h in self.workers.values()))
+        log.info("%s: finishing in-flight requests (up to %gs)", why, self.config.graceful_timeout)
 
     def stop(self, graceful: bool) -> None:
         if not self.stopping:
@@ -282,22 +330,30 @@ class Arbiter:
             site = message.get("site")
             if site is not None and site not in {g.name for g in self.groups}:
                 return {"error": f"no site named {site!r}; sites: {', '.join(g.name for g in self.groups)}"}
+            if self.stopping or self.delay_until:
+                return {"error": "the server is stopping; not reloading"}
             self.reload(site)
             return {"ok": True, "reloading": site or "all"}
         if command == "stop":
             graceful = bool(message.get("graceful", True))
-            log.info("Stop requested over the control socket (%s)", "graceful" if graceful else "immediate")
-            self.stop(graceful=graceful)
+            why = f"Stop requested over the control socket ({'graceful' if graceful else 'immediate'})"
+            if not graceful:
+                log.info("%s", why)
+            self.request_stop(graceful=graceful, why=why)
             return {"ok": True}
         return {"error": f"unknown command {command!r}; expected status, reload or stop"}
 
     def reload(self, site: str | None = None) -> None:
         """Start a new generation; each group's old one retires when its new one is ready."""
+        if self.stopping or self.delay_until:
+            log.info("Not reloading: the server is stopping")
+            return
         self.certificates.reload()
         for group in self.groups:
             if site is not None and group.name != site:
                 continue
             log.info("Reloading %s: starting %d new workers", group.label, len(group.slots))
+            self.lifecycle.reload_started(group.name, group.label, len(group.slots))
             group.generation += 1
             group.down = False
             self.stats.site_down(group.name, False)
@@ -410,6 +466,7 @@ class Arbiter:
             f"{g.name} {len(g.slots)}x{g.config.threads}" for g in self.groups if not g.down
         ) if self.multi_site else f"{len(self.groups[0].slots)} worker(s) x {self.config.threads} thread(s)"
         log.info("Corral ready: %s%s", summary, f" (down: {', '.join(down)})" if down else "")
+        self.lifecycle.ready(summary + (f" (down: {', '.join(down)})" if down else ""))
 
     def _on_load_error(self, group: Group, text: str, user_traceback: object) -> None:
         if user_traceback:
@@ -423,8 +480,10 @@ class Arbiter:
         if any(h.group is group and h.generation < group.generation for h in self.workers.values()):
             log.error("%s: the new code failed to load; the old workers keep serving: %s", group.label, text)
             self._abandon_generation(group)
+            self.lifecycle.reload_failed(group.name, group.label, text, old_serving=True)
             return
         log.error("%s could not load its app and is backed off: %s", group.label.capitalize(), text)
+        self.lifecycle.reload_failed(group.name, group.label, text, old_serving=False)
         if not group.down:
             group.down = True
             self.stats.site_down(group.name)
@@ -523,6 +582,10 @@ class Arbiter:
                 handle.told_to_stop = True
                 self.stats.worker_draining(handle.pid)
                 self._signal(handle.pid, RETIRE_SIGNAL)
+        self.lifecycle.generation_serving(group.name, group.label, len(group.slots), self._old_workers(group))
+
+    def _old_workers(self, group: Group) -> int:
+        return sum(1 for h in self.workers.values() if h.group is group and h.generation < group.generation)
 
     def _reap(self) -> None:
         while True:
@@ -542,6 +605,8 @@ class Arbiter:
                 pass
             handle.channel.close()
             self._on_exit(handle, status)
+            if handle.generation < handle.group.generation and not self._old_workers(handle.group):
+                self.lifecycle.generation_retired(handle.group.name, handle.group.label, len(handle.group.slots))
 
     def _drain_channel(self, handle: WorkerHandle) -> None:
         """Read what a dead worker said last (e.g. its load error) before its exit is judged.
