@@ -180,14 +180,14 @@ def _parse_v2(data: bytes) -> ProxyHeader | None:
 
 def _v2_addresses(family: int, body: bytes) -> tuple[Address, Address]:
     if family == AF_INET:
-        source, destination = ipaddress.IPv4Address(body[0:4]), ipaddress.IPv4Address(body[4:8])
+        source, destination = str(ipaddress.IPv4Address(body[0:4])), str(ipaddress.IPv4Address(body[4:8]))
         ports = struct.unpack_from("!HH", body, 8)
     elif family == AF_INET6:
-        source, destination = ipaddress.IPv6Address(body[0:16]), ipaddress.IPv6Address(body[16:32])
+        source, destination = str(ipaddress.IPv6Address(body[0:16])), str(ipaddress.IPv6Address(body[16:32]))
         ports = struct.unpack_from("!HH", body, 32)
     else:
         return "", ""  # AF_UNIX: a local endpoint, whatever its path (as a Unix-socket peer)
-    return (str(source), ports[0]), (str(destination), ports[1])
+    return (source, ports[0]), (destination, ports[1])
 
 
 def _tlvs(body: bytes, offset: int) -> tuple[tuple[int, bytes], ...]:
