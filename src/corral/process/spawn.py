@@ -123,6 +123,7 @@ def encode_spec(spec: WorkerSpec) -> dict[str, Any]:
         "sites": [encode_site(s) for s in spec.sites],
         "handoff_send": [s.fileno() for s in spec.handoff_send],
         "handoff_receive": spec.handoff_receive.fileno() if spec.handoff_receive else None,
+        "proxy_fds": sorted(spec.proxy_fds),
     }
 
 
@@ -137,6 +138,7 @@ def decode_spec(data: dict[str, Any]) -> WorkerSpec:
         sites=tuple(decode_site(s) for s in data["sites"]),
         handoff_send=[socket.socket(fileno=fd) for fd in data["handoff_send"]],
         handoff_receive=socket.socket(fileno=data["handoff_receive"]) if data["handoff_receive"] is not None else None,
+        proxy_fds=frozenset(data["proxy_fds"]),
     )
 
 

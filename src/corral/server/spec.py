@@ -29,6 +29,8 @@ class WorkerSpec:
     sites: tuple[SiteConfig, ...] = ()
     handoff_send: list[socket.socket] = field(default_factory=list)
     handoff_receive: socket.socket | None = None
+    # The listening sockets (by fd) whose connections start with a PROXY protocol header.
+    proxy_fds: frozenset[int] = frozenset()
 
 
 Message = dict[str, object]

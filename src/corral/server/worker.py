@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -26,11 +27,13 @@ from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
 from ..observe.access import AccessLog
 from ..observe.titles import set_title
+from ..proxy.trust import TrustedProxies
 from . import watchdog
 from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
 from .handoff import receive_connection
+from .proxy_reader import ProxyProtocolReader, RejectionLog, header_deadline
 from .routing import Router
 from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
 
@@ -131,6 +134,10 @@ class Worker:
         self.patient = False
         self.listen_fds: list[int] = []
         self.master_buffer = b""
+        # Listeners that expect a PROXY protocol header (see proxy_reader.py), by fd.
+        self.proxy_fds = set(spec.proxy_fds)
+        self.proxy_trust = TrustedProxies(config.trusted_proxies)
+        self.proxy_rejections = RejectionLog()
 
     def run(self) -> int:
         try:
@@ -147,11 +154,11 @@ class Worker:
         if self.spec.sites:
             # Multi-site: the master may pause our accepting (see process/acceptors.py); keep
             # our own copies of the listening sockets to start again from.
-            self.listen_fds = [os.dup(sock.fileno()) for sock in self.spec.sockets]
+            self.listen_fds = [self._dup_listener(sock.fileno()) for sock in self.spec.sockets]
             loop.add_reader(self.spec.channel.fileno(), self._on_master_message)
         for sock in self.spec.sockets:
             server = await loop.create_server(
-                self._new_connection, sock=sock, backlog=self.spec.config.backlog
+                self._protocol_factory(sock.fileno()), sock=sock, backlog=self.spec.config.backlog
             )
             self.servers.append(server)
         if self.spec.handoff_receive is not None:
@@ -180,7 +187,7 @@ class Worker:
             for fd in self.listen_fds:
                 sock = socket.socket(fileno=os.dup(fd))
                 server = await self.loop.create_server(
-                    self._new_connection, sock=sock, backlog=self.spec.config.backlog
+                    self._protocol_factory(fd), sock=sock, backlog=self.spec.config.backlog
                 )
                 if self.ctx.stopping:  # began draining meanwhile: accept nothing more
                     server.close()
@@ -203,15 +210,35 @@ class Worker:
                 return
             self.loop.create_task(self._adopt(*item))
 
-    def _new_connection(self, initial: bytes = b"") -> asyncio.Protocol:
-        # An asyncio protocol by its methods (see HTTPConnection); typeshed wants the class.
-        return cast(asyncio.Protocol, HTTPConnection(self.ctx, initial))
+    def _dup_listener(self, fd: int) -> int:
+        copy = os.dup(fd)
+        if fd in self.proxy_fds:
+            self.proxy_fds.add(copy)
+        return copy
 
-    async def _adopt(self, client: socket.socket, data: bytes) -> None:
+    def _protocol_factory(self, fd: int) -> Callable[[], asyncio.Protocol]:
+        """What a listener's connections start with: HTTP, or a PROXY protocol header first."""
+        return self._new_proxy_connection if fd in self.proxy_fds else self._new_connection
+
+    def _new_connection(self, initial: bytes = b"", peername: Any = None) -> asyncio.Protocol:
+        # An asyncio protocol by its methods (see HTTPConnection); typeshed wants the class.
+        return cast(asyncio.Protocol, HTTPConnection(self.ctx, initial, peername))
+
+    def _new_proxy_connection(self) -> asyncio.Protocol:
+        reader = ProxyProtocolReader(
+            self._new_connection,
+            self.proxy_trust,
+            header_deadline(self.ctx.timeouts.header),
+            self.loop,
+            self.proxy_rejections,
+        )
+        return cast(asyncio.Protocol, reader)
+
+    async def _adopt(self, client: socket.socket, data: bytes, peername: Any) -> None:
         if client.family != socket.AF_UNIX:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as for connections we accept
         try:
-            await self.loop.connect_accepted_socket(lambda: self._new_connection(data), client)
+            await self.loop.connect_accepted_socket(lambda: self._new_connection(data, peername), client)
         except OSError:
             client.close()
 
