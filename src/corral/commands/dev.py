@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from ..config import Config
 from ..dev.output import configure_logging
 from ..server.listeners import BindError
-from .serve import close_listeners, open_listeners
+from .serve import close_listeners, open_listeners, proxy_listeners
 
 log = logging.getLogger("corral.error")
 
@@ -30,12 +30,13 @@ def dev(config: Config, watch: Sequence[str] = ()) -> int:
             return 2
     try:
         sockets = open_listeners(config)
+        proxy_fds = proxy_listeners(config, sockets, activated=False)
     except BindError as exc:
         sys.stderr.write(f"corral: error: {exc}\n")
         return 1
     what = config.app or (f"Django settings {config.settings}" if config.settings else "the welcome app")
     log.info("Corral development server: serving %s, reloading on change. Quit with Ctrl-C.", what)
     try:
-        return Reloader(config, sockets, watch).run()
+        return Reloader(config, sockets, watch, proxy_fds=proxy_fds).run()
     finally:
         close_listeners(sockets)

@@ -11,7 +11,7 @@ from ..config import Config
 from ..config.plan import Plan
 from ..observe import logs
 from ..process.arbiter import Arbiter
-from ..server.listeners import BindError, listen, parse_bind
+from ..server.listeners import BindError, listen, parse_bind, proxy_protocol_fds
 
 log = logging.getLogger("corral.error")
 
@@ -48,8 +48,19 @@ def open_listeners(config: Config) -> list[socket.socket]:
         address = parse_bind(text)
         sock = listen(address, config.backlog)
         sockets.append(sock)
-        log.info("Listening at %s", address.url(sock, "https" if config.certfile else "http"))
+        expects = " (PROXY protocol)" if address.proxy_protocol or config.proxy_protocol else ""
+        log.info("Listening at %s%s", address.url(sock, "https" if config.certfile else "http"), expects)
     return sockets
+
+
+def proxy_listeners(config: Config, sockets: list[socket.socket], activated: bool) -> frozenset[int]:
+    """The fds of the listeners that expect the PROXY protocol, with a warning if none can use it."""
+    fds = proxy_protocol_fds(config.bind, config.proxy_protocol, sockets, activated)
+    if fds and activated:
+        log.info("PROXY protocol expected on %d of the sockets from systemd", len(fds))
+    if fds and not config.trusted_proxies:
+        log.warning("PROXY protocol listeners with no --trusted-proxies: every connection to them is refused")
+    return fds
 
 
 def serve(config: Config, plan: Plan | None = None) -> int:
@@ -57,6 +68,7 @@ def serve(config: Config, plan: Plan | None = None) -> int:
     try:
         activated = inherited_listeners()
         sockets = activated or open_listeners(config)
+        proxy_fds = proxy_listeners(config, sockets, bool(activated))
     except BindError as exc:
         sys.stderr.write(f"corral: error: {exc}\n")
         return 1
@@ -67,7 +79,7 @@ def serve(config: Config, plan: Plan | None = None) -> int:
         what = config.app or (f"Django settings {config.settings}" if config.settings else "the welcome app")
         log.info("Corral %s serving %s", _version(), what)
     try:
-        return Arbiter(config, sockets, sites, socket_activated=bool(activated)).run()
+        return Arbiter(config, sockets, sites, socket_activated=bool(activated), proxy_fds=proxy_fds).run()
     finally:
         close_listeners(sockets, remove_files=not activated)  # systemd owns its socket files
 

@@ -151,7 +151,7 @@ class Config:
     # -- processes ---------------------------------------------------------------
     bind: tuple[str, ...] = setting(
         _DEFAULT_BIND,
-        "Listen on HOST:PORT, [IPv6]:PORT or unix:PATH (repeatable).",
+        "Listen on HOST:PORT, [IPv6]:PORT or unix:PATH (repeatable); proxy:ADDRESS expects the PROXY protocol.",
         values.parse_text,
         short="-b",
         metavar="ADDRESS",
@@ -326,6 +326,12 @@ class Config:
         "both (Forwarded wins where they disagree) or none.",
         _parse_proxy_headers,
         metavar="KIND",
+    )
+    proxy_protocol: bool = setting(
+        False,
+        "Every listener expects a PROXY protocol v1 or v2 header from a trusted proxy before HTTP "
+        "(for one listener only: --bind proxy:HOST:PORT).",
+        values.parse_bool,
     )
 
     def replace(self, **changes: Any) -> Config:

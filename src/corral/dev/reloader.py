@@ -91,6 +91,7 @@ class Reloader:
     watch: Sequence[str] = ()
     spawn: Spawn = fork_child
     files: set[str] = field(default_factory=set)
+    proxy_fds: frozenset[int] = frozenset()  # listening sockets that expect the PROXY protocol
 
     def __post_init__(self) -> None:
         from .watcher import FileWatcher
@@ -181,7 +182,7 @@ class Reloader:
 
     def _spawn(self) -> None:
         parent_end, child_end = socket.socketpair()
-        spec = WorkerSpec(self.child_config, self.sockets, child_end, 0)
+        spec = WorkerSpec(self.child_config, self.sockets, child_end, 0, proxy_fds=self.proxy_fds)
         close = [parent_end, self._wake_r, self._wake_w]
         pid = self.spawn(spec, close, self.config.access_log in (None, "-"))
         child_end.close()

@@ -113,8 +113,10 @@ class Arbiter:
         sites: tuple[SiteConfig, ...] = (),
         spawn: Spawner | None = None,
         socket_activated: bool = False,
+        proxy_fds: frozenset[int] = frozenset(),
     ) -> None:
         self.socket_activated = socket_activated
+        self.proxy_fds = proxy_fds  # listening sockets that expect the PROXY protocol
         self.config = config
         self.sockets = sockets
         self.sites = sites
@@ -380,7 +382,8 @@ class Arbiter:
 
     def _spawn(self, group: Group, slot: Slot) -> None:
         parent_end, child_end = socket.socketpair()
-        spec = WorkerSpec(group.config, self.sockets, child_end, slot.index, tls=self.certificates.material)
+        spec = WorkerSpec(group.config, self.sockets, child_end, slot.index, tls=self.certificates.material,
+                          proxy_fds=self.proxy_fds)
         close_in_child = [parent_end] + [handle.channel for handle in self.workers.values()]
         if self.multi_site:
             spec.site = group.site
@@ -685,7 +688,7 @@ class Arbiter:
             item = receive_connection(group.handoff_receive)
             if item is None:
                 return
-            client, _data = item
+            client = item[0]
             try:
                 client.setblocking(True)
                 client.settimeout(1.0)

@@ -125,6 +125,7 @@ def encode_spec(spec: WorkerSpec) -> dict[str, Any]:
         "handoff_receive": spec.handoff_receive.fileno() if spec.handoff_receive else None,
         # The PEM text goes through the spec's pipe, never a file (see server/tls.py).
         "tls": asdict(spec.tls) if spec.tls is not None else None,
+        "proxy_fds": sorted(spec.proxy_fds),
     }
 
 
@@ -145,6 +146,7 @@ def decode_spec(data: dict[str, Any]) -> WorkerSpec:
         handoff_send=[socket.socket(fileno=fd) for fd in data["handoff_send"]],
         handoff_receive=socket.socket(fileno=data["handoff_receive"]) if data["handoff_receive"] is not None else None,
         tls=tls,
+        proxy_fds=frozenset(data["proxy_fds"]),
     )
 
 

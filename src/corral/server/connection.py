@@ -313,7 +313,7 @@ class HTTPConnection:
         sock = self.transport.get_extra_info("socket")
         self._pause_reading()
         try:
-            send_connection(self.ctx.handoff[index], sock.fileno(), data)
+            send_connection(self.ctx.handoff[index], sock.fileno(), data, self._peername)
         except BlockingIOError:
             # The site's queue is full (a burst, or its workers are busy): wait, within the
             # head timeout, rather than refuse what the site will take in a moment.

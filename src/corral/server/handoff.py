@@ -5,7 +5,9 @@ the sending ends of all sites, and a site's workers share its receiving end, so
 the kernel gives each handed-off connection to exactly one idle reader. A
 message carries the client socket (SCM_RIGHTS) and the request bytes already
 read from it; bytes beyond what fits a datagram travel in a memfd passed beside
-it, so no size of request is ever cut short.
+it, so no size of request is ever cut short. When a PROXY protocol header said who
+the client is, that address travels too (the header itself was consumed and is
+not among the bytes), so the receiving site sees the same REMOTE_ADDR.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from typing import Any
 
 from ..http.request import Request
 
@@ -24,6 +27,10 @@ _INLINE_LIMIT = 32 * 1024  # request bytes sent in the datagram itself; the rest
 _SEND_BUFFER = 8 * 1024 * 1024
 _HEADER = struct.Struct("!BI")  # flags, inline length
 _HAS_MEMFD = 1
+_PEER_ADDRESS = 2  # a (host, port) client address follows the header: port, host length, host
+_PEER_LOCAL = 4  # the client is a local (Unix-socket) peer, per a PROXY header
+_PEER = struct.Struct("!HB")
+_PEER_LIMIT = _PEER.size + 255  # room for the longest host the length byte can say
 
 
 def handoff_pair() -> tuple[socket.socket, socket.socket]:
@@ -36,35 +43,39 @@ def handoff_pair() -> tuple[socket.socket, socket.socket]:
     return send_end, receive_end
 
 
-def send_connection(channel: socket.socket, client_fd: int, data: bytes) -> None:
-    """Send the client socket and `data`; raises BlockingIOError when the site is backed up."""
+def send_connection(channel: socket.socket, client_fd: int, data: bytes, peername: Any = None) -> None:
+    """Send the client socket and `data`; raises BlockingIOError when the site is backed up.
+
+    `peername` is the client's address when not the socket's own peer (HTTPConnection's).
+    """
     fds = [client_fd]
     inline = data
-    flags = 0
+    flags, peer = _encode_peer(peername)
     memfd = -1
     if len(data) > _INLINE_LIMIT:
         memfd = os.memfd_create("corral-handoff", os.MFD_CLOEXEC)
         os.write(memfd, data)
         fds.append(memfd)
         inline = b""
-        flags = _HAS_MEMFD
+        flags |= _HAS_MEMFD
     try:
-        socket.send_fds(channel, [_HEADER.pack(flags, len(inline)) + inline], fds)
+        socket.send_fds(channel, [_HEADER.pack(flags, len(inline)) + peer + inline], fds)
     finally:
         if memfd >= 0:
             os.close(memfd)
 
 
-def receive_connection(channel: socket.socket) -> tuple[socket.socket, bytes] | None:
-    """One handed-off connection, or None when nothing is waiting."""
+def receive_connection(channel: socket.socket) -> tuple[socket.socket, bytes, Any] | None:
+    """One handed-off connection (socket, bytes read, peername as sent), or None when nothing waits."""
     try:
-        message, fds, _flags, _addr = socket.recv_fds(channel, _HEADER.size + _INLINE_LIMIT, 2)
+        message, fds, _flags, _addr = socket.recv_fds(channel, _HEADER.size + _PEER_LIMIT + _INLINE_LIMIT, 2)
     except BlockingIOError:
         return None
     if not fds:
         return None
     flags, length = _HEADER.unpack_from(message)
-    data = message[_HEADER.size : _HEADER.size + length]
+    peername, start = _decode_peer(flags, message, _HEADER.size)
+    data = message[start : start + length]
     if flags & _HAS_MEMFD and len(fds) > 1:
         memfd = fds[1]
         size = os.fstat(memfd).st_size
@@ -72,7 +83,28 @@ def receive_connection(channel: socket.socket) -> tuple[socket.socket, bytes] | 
         os.close(memfd)
     client = socket.socket(fileno=fds[0])
     client.setblocking(False)
-    return client, data
+    return client, data, peername
+
+
+
+def _encode_peer(peername: Any) -> tuple[int, bytes]:
+    if isinstance(peername, tuple):
+        host = str(peername[0]).encode("ascii")
+        return _PEER_ADDRESS, _PEER.pack(int(peername[1]), len(host)) + host
+    if peername == "":
+        return _PEER_LOCAL, b""
+    return 0, b""
+
+
+def _decode_peer(flags: int, message: bytes, offset: int) -> tuple[Any, int]:
+    """(peername, where the request bytes start)."""
+    if flags & _PEER_ADDRESS:
+        port, size = _PEER.unpack_from(message, offset)
+        start = offset + _PEER.size
+        return (message[start : start + size].decode("ascii"), port), start + size
+    if flags & _PEER_LOCAL:
+        return "", offset
+    return None, offset
 
 
 _FRAMING = (b"content-length", b"transfer-encoding")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import stat
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+PROXY_PREFIX = "proxy:"
 
 
 class BindError(Exception):
@@ -17,6 +21,7 @@ class Address:
     family: socket.AddressFamily
     host: str  # or the path for AF_UNIX
     port: int
+    proxy_protocol: bool = False  # connections start with a PROXY protocol header
 
     def url(self, sock: socket.socket | None = None, scheme: str = "http") -> str:
         if self.family == socket.AF_UNIX:
@@ -27,27 +32,43 @@ class Address:
 
 
 def parse_bind(text: str) -> Address:
-    """`HOST:PORT`, `[IPv6]:PORT`, `:PORT` (all IPv4 interfaces) or `unix:/path`."""
+    """`HOST:PORT`, `[IPv6]:PORT`, `:PORT` (all IPv4 interfaces) or `unix:/path`.
+
+    Any of them after `proxy:` is a listener whose connections start with a PROXY protocol
+    header: `proxy:0.0.0.0:8001`, `proxy::8001`, `proxy:[::]:8001`, `proxy:unix:/run/c.sock`.
+    The remainder always holds a `:` then, so `proxy:8001` keeps its meaning of port 8001
+    on the host named proxy.
+    """
+    rest = text[len(PROXY_PREFIX) :]
+    if text.startswith(PROXY_PREFIX) and (":" in rest or not rest):
+        if not rest:
+            raise BindError(f"bind {text!r}: proxy: needs an address after it, as proxy:0.0.0.0:8001")
+        return replace(_parse_address(rest, text), proxy_protocol=True)
+    return _parse_address(text, text)
+
+
+def _parse_address(text: str, shown: str) -> Address:
+    """One address; errors name the bind as written (`shown`)."""
     if text.startswith("unix:"):
         path = text[5:]
         if not path:
-            raise BindError(f"bind {text!r}: unix: needs a socket path")
+            raise BindError(f"bind {shown!r}: unix: needs a socket path")
         return Address(socket.AF_UNIX, path, 0)
     if text.startswith("["):
         host, sep, port = text[1:].partition("]:")
         family = socket.AF_INET6
         if not sep:
-            raise BindError(f"bind {text!r}: expected [IPv6]:PORT")
+            raise BindError(f"bind {shown!r}: expected [IPv6]:PORT")
     else:
         host, sep, port = text.rpartition(":")
         family = socket.AF_INET
         if not sep:
-            raise BindError(f"bind {text!r}: expected HOST:PORT, [IPv6]:PORT or unix:PATH")
+            raise BindError(f"bind {shown!r}: expected HOST:PORT, [IPv6]:PORT or unix:PATH")
         host = host or "0.0.0.0"
         if ":" in host:
-            raise BindError(f"bind {text!r}: write IPv6 addresses in brackets, as [::1]:8000")
+            raise BindError(f"bind {shown!r}: write IPv6 addresses in brackets, as [::1]:8000")
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise BindError(f"bind {text!r}: {port!r} is not a port number")
+        raise BindError(f"bind {shown!r}: {port!r} is not a port number")
     return Address(family, host, int(port))
 
 
@@ -65,7 +86,10 @@ def listen(address: Address, backlog: int) -> socket.socket:
             sock.bind((address.host, address.port))
         sock.listen(backlog)
     except OSError as exc:
-        raise BindError(f"cannot listen on {address.url()}: {exc.strerror or exc}") from None
+        hint = ""
+        if address.host == "proxy" and address.family != socket.AF_UNIX:
+            hint = f" (for the PROXY protocol on port {address.port}, write proxy::{address.port})"
+        raise BindError(f"cannot listen on {address.url()}: {exc.strerror or exc}{hint}") from None
     sock.setblocking(False)
     os.set_inheritable(sock.fileno(), True)
     return sock
@@ -88,3 +112,40 @@ def _remove_stale_unix_socket(path: str) -> None:
         raise BindError(f"cannot listen on unix:{path}: another server is listening there")
     finally:
         probe.close()
+
+
+def proxy_protocol_fds(
+    binds: Sequence[str], everywhere: bool, sockets: Sequence[socket.socket], activated: bool
+) -> frozenset[int]:
+    """The listening sockets whose connections start with a PROXY protocol header.
+
+    `everywhere` is --proxy-protocol. Sockets we bound follow their bind's `proxy:` form (one
+    socket per bind, in order); sockets systemd passed match a `proxy:` bind by address.
+    """
+    if everywhere:
+        return frozenset(sock.fileno() for sock in sockets)
+    if not activated:
+        pairs = zip(binds, sockets, strict=True)
+        return frozenset(sock.fileno() for text, sock in pairs if parse_bind(text).proxy_protocol)
+    wanted = []
+    for text in binds:
+        try:
+            address = parse_bind(text)
+        except BindError:
+            continue  # with socket activation the binds are not used: not ours to refuse here
+        if address.proxy_protocol:
+            wanted.append(address)
+    return frozenset(sock.fileno() for sock in sockets if any(_listens_on(sock, address) for address in wanted))
+
+
+def _listens_on(sock: socket.socket, address: Address) -> bool:
+    if sock.family != address.family:
+        return False
+    name = sock.getsockname()
+    if address.family == socket.AF_UNIX:
+        return bool(name == address.host)
+    try:
+        same_host = ipaddress.ip_address(name[0]) == ipaddress.ip_address(address.host)
+    except ValueError:
+        same_host = False  # a host name: systemd's sockets are matched by literal address only
+    return same_host and name[1] == address.port

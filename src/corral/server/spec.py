@@ -35,6 +35,8 @@ class WorkerSpec:
     handoff_receive: socket.socket | None = None
     # HTTPS: the certificate and key this worker's generation serves, read by the master.
     tls: TLSMaterial | None = None
+    # The listening sockets (by fd) whose connections start with a PROXY protocol header.
+    proxy_fds: frozenset[int] = frozenset()
 
 
 Message = dict[str, object]

@@ -20,6 +20,7 @@ import signal
 import socket
 import ssl
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -27,11 +28,13 @@ from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
 from ..observe.access import AccessLog
 from ..observe.titles import set_title
+from ..proxy.trust import TrustedProxies
 from . import watchdog
 from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
 from .handoff import receive_connection
+from .proxy_reader import ProxyProtocolReader, RejectionLog, header_deadline
 from .routing import Router
 from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
 from .tls import TLSError, build_context
@@ -144,6 +147,10 @@ class Worker:
         self.patient = False
         self.listen_fds: list[int] = []
         self.master_buffer = b""
+        # Listeners that expect a PROXY protocol header (see proxy_reader.py), by fd.
+        self.proxy_fds = set(spec.proxy_fds)
+        self.proxy_trust = TrustedProxies(config.trusted_proxies)
+        self.proxy_rejections = RejectionLog()
 
     def run(self) -> int:
         try:
@@ -160,10 +167,10 @@ class Worker:
         if self.spec.sites:
             # Multi-site: the master may pause our accepting (see process/acceptors.py); keep
             # our own copies of the listening sockets to start again from.
-            self.listen_fds = [os.dup(sock.fileno()) for sock in self.spec.sockets]
+            self.listen_fds = [self._dup_listener(sock.fileno()) for sock in self.spec.sockets]
             loop.add_reader(self.spec.channel.fileno(), self._on_master_message)
         for sock in self.spec.sockets:
-            self.servers.append(await self._listen(sock))
+            self.servers.append(await self._listen(sock, sock.fileno()))
         if self.spec.handoff_receive is not None:
             loop.add_reader(self.spec.handoff_receive.fileno(), self._adopt_handed_off)
         # On a missed heartbeat the master sends SIGUSR1 first: the C-level handler prints
@@ -177,11 +184,12 @@ class Worker:
         await self._drain()
         return 0
 
-    async def _listen(self, sock: socket.socket) -> asyncio.AbstractServer:
-        if self.tls_context is not None:
+    async def _listen(self, sock: socket.socket, fd: int) -> asyncio.AbstractServer:
+        """Serve `sock`, whose listener was fd `fd` (the PROXY protocol flag is kept by fd)."""
+        if self.tls_context is not None:  # PROXY protocol with TLS is refused by the config
             timeout = self.spec.config.header_timeout  # for the first byte and the handshake
             return TLSServer(self.ctx, sock, self.tls_context, self._new_connection, timeout).start()
-        return await self.loop.create_server(self._new_connection, sock=sock, backlog=self.spec.config.backlog)
+        return await self.loop.create_server(self._protocol_factory(fd), sock=sock, backlog=self.spec.config.backlog)
 
     def _on_master_message(self) -> None:
         messages, self.master_buffer, closed = read_messages(self.spec.channel, self.master_buffer, 4096)
@@ -194,10 +202,7 @@ class Worker:
     async def _set_accepting(self, on: bool) -> None:
         if on and not self.servers:
             for fd in self.listen_fds:
-                sock = socket.socket(fileno=os.dup(fd))
-                server = await self.loop.create_server(
-                    self._new_connection, sock=sock, backlog=self.spec.config.backlog
-                )
+                server = await self._listen(socket.socket(fileno=os.dup(fd)), fd)
                 if self.ctx.stopping:  # began draining meanwhile: accept nothing more
                     server.close()
                 else:
@@ -219,15 +224,35 @@ class Worker:
                 return
             self.loop.create_task(self._adopt(*item))
 
-    def _new_connection(self, initial: bytes = b"") -> asyncio.Protocol:
-        # An asyncio protocol by its methods (see HTTPConnection); typeshed wants the class.
-        return cast(asyncio.Protocol, HTTPConnection(self.ctx, initial))
+    def _dup_listener(self, fd: int) -> int:
+        copy = os.dup(fd)
+        if fd in self.proxy_fds:
+            self.proxy_fds.add(copy)
+        return copy
 
-    async def _adopt(self, client: socket.socket, data: bytes) -> None:
+    def _protocol_factory(self, fd: int) -> Callable[[], asyncio.Protocol]:
+        """What a listener's connections start with: HTTP, or a PROXY protocol header first."""
+        return self._new_proxy_connection if fd in self.proxy_fds else self._new_connection
+
+    def _new_connection(self, initial: bytes = b"", peername: Any = None) -> asyncio.Protocol:
+        # An asyncio protocol by its methods (see HTTPConnection); typeshed wants the class.
+        return cast(asyncio.Protocol, HTTPConnection(self.ctx, initial, peername))
+
+    def _new_proxy_connection(self) -> asyncio.Protocol:
+        reader = ProxyProtocolReader(
+            self._new_connection,
+            self.proxy_trust,
+            header_deadline(self.ctx.timeouts.header),
+            self.loop,
+            self.proxy_rejections,
+        )
+        return cast(asyncio.Protocol, reader)
+
+    async def _adopt(self, client: socket.socket, data: bytes, peername: Any) -> None:
         if client.family != socket.AF_UNIX:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as for connections we accept
         try:
-            await self.loop.connect_accepted_socket(lambda: self._new_connection(data), client)
+            await self.loop.connect_accepted_socket(lambda: self._new_connection(data, peername), client)
         except OSError:
             client.close()
 

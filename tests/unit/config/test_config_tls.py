@@ -31,6 +31,8 @@ def test_defaults_are_plain_http() -> None:
         (["--client-cert", "optional"], "client-cert = optional needs HTTPS: set certfile (--certfile)"),
         (["--certfile", "c.pem", "--client-cert", "required"], "client-cert = required needs ca-certs: the CA certificates that sign client certificates"),
         (["--certfile", "c.pem", "--ca-certs", "ca.pem"], "ca-certs is only used to verify client certificates: set client-cert to optional or required"),
+        (["--certfile", "c.pem", "--proxy-protocol"], "certfile cannot be used with the PROXY protocol yet: a load balancer that sends PROXY headers should terminate TLS itself, or pass TLS through without --proxy-protocol"),
+        (["--certfile", "c.pem", "--bind", "proxy:127.0.0.1:8443"], "certfile cannot be used with the PROXY protocol yet: a load balancer that sends PROXY headers should terminate TLS itself, or pass TLS through without --proxy-protocol"),
     ],
 )
 def test_settings_that_do_not_go_together(argv: list[str], expected: str) -> None:
