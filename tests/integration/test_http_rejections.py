@@ -341,3 +341,31 @@ def test_protocol_error_in_100_continue_body_keeps_its_status(serve, chunks: byt
         data, closed = read_to_eof(sock)
     assert closed
     assert data.startswith(b"HTTP/1.1 " + status + b" ")
+
+
+# -- conformance classes that must be accepted (docs/http.md, decisions) --------------------
+
+_ACCEPTED = [
+    # (raw request, what the app must see: method, path, body, protocol)
+    (b"GET /v HTTP/1.2\r\nHost: t\r\n\r\n", ("GET", "/v", "", "HTTP/1.1")),
+    (
+        b"POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: , chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ("POST", "/te", "abc", "HTTP/1.1"),
+    ),
+    (
+        b'POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3 ;a="x y"\r\nabc\r\n0\r\n\r\n',
+        ("POST", "/x", "abc", "HTTP/1.1"),
+    ),
+    (b"GET /ct HTTP/1.1\r\nHost: t\r\nContent-Type: a/b\r\ncontent-type: a/b\r\n\r\n", ("GET", "/ct", "", "HTTP/1.1")),
+]
+
+
+@pytest.mark.parametrize(("raw", "seen"), _ACCEPTED, ids=["http_1_2", "te_empty_element", "chunk_ext_bws", "ct_equal"])
+def test_conformance_cases_reach_the_app_over_a_socket(serve, raw: bytes, seen: tuple[str, ...]) -> None:
+    server = serve("basic:environ_dump")
+    data, _ = send_raw(server, raw.replace(b"Host: t\r\n", b"Host: t\r\nConnection: close\r\n", 1))
+    status_line, _, body = split_responses(data)[0]
+    assert status_line.startswith("HTTP/1.1 200 "), (status_line, body)
+    environ = json.loads(body)
+    keys = ("REQUEST_METHOD", "PATH_INFO", "wsgi.input.read", "SERVER_PROTOCOL")
+    assert tuple(environ[key] for key in keys) == seen

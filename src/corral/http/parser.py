@@ -14,8 +14,10 @@ llhttp already rejects: Content-Length with Transfer-Encoding, duplicate or
 non-digit Content-Length (`+1`, `0x1`, `1_0`), obs-fold, whitespace before the
 colon, bare CR/LF, control characters, bad or overflowing chunk sizes, chunked
 not last or applied twice. Here we add: the HTTP version, Host
-presence/uniqueness/syntax, Transfer-Encoding on HTTP/1.0 and unsupported
-codings, CONNECT and Upgrade, `Connection: close` winning over keep-alive,
+presence/uniqueness/syntax, singleton fields repeated with different values,
+HTTP/1.2-1.9 read as 1.1 (llhttp runs with lenient_version, so every other version
+is ours to refuse), Transfer-Encoding on HTTP/1.0 and unsupported codings (empty
+list elements skipped), CONNECT and Upgrade, `Connection: close` winning over keep-alive,
 request-target form, and every size limit. docs/http.md lists each rejection;
 tests/data/requests holds one raw request per rule.
 """
@@ -44,6 +46,9 @@ from .request import BodySink, Request
 # RFC 3986 host (reg-name or IP-literal) with an optional port; empty is allowed.
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]*)?\Z")
 _SUPPORTED_VERSIONS = ("1.1", "1.0")
+# llhttp (with lenient_version) reports any DIGIT.DIGIT; a higher HTTP/1 minor is 1.1
+# (RFC 9110 2.5: "the highest minor version ... it supports").
+_VERSION_ALIASES = {f"1.{minor}": "1.1" for minor in range(2, 10)}
 # Chunk framing can multiply a body's size on the wire (1-byte chunks cost 6 bytes);
 # beyond this factor (plus room for a trailer section) the framing itself is the abuse.
 _FRAMING_ALLOWANCE = 8
@@ -57,6 +62,27 @@ BodyFactory = Callable[[Request], BodySink]
 _SPECIAL_LENGTHS = frozenset((4, 6, 14, 17))
 _valid_hosts: set[bytes] = set()  # Host values already checked against _HOST_RE
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+# Singleton fields a request may carry once (RFC 9110: their grammar is not a list).
+# Sent twice with different values they are refused: a proxy that keeps the first and
+# an app that keeps the last would read different requests. Host and Content-Length
+# are handled above (any repeat is refused); equal repeats of these are collapsed.
+_SINGLETONS = frozenset(
+    (
+        b"authorization",  # 11.6.2
+        b"content-location",  # 8.7
+        b"content-range",  # 14.4
+        b"content-type",  # 8.3
+        b"from",  # 10.1.2
+        b"if-modified-since",  # 13.1.3
+        b"if-range",  # 13.1.5
+        b"if-unmodified-since",  # 13.1.4
+        b"max-forwards",  # 7.6.2
+        b"proxy-authorization",  # 11.7.2
+        b"range",  # 14.2
+        b"referer",  # 10.1.3
+    )
+)
+_SINGLETON_LENGTHS = frozenset(len(name) for name in _SINGLETONS)
 
 
 class RequestParser:
@@ -81,7 +107,12 @@ class RequestParser:
     def __init__(self, limits: Limits, body_factory: BodyFactory) -> None:
         self._limits = limits
         self._body_factory = body_factory
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = parser = httptools.HttpRequestParser(self)
+        # Both leniencies only widen what llhttp admits to what RFC 9112 allows; the
+        # wrapper then decides (docs/http.md, "Where we differ from llhttp"):
+        # any DIGIT.DIGIT version reaches on_headers_complete, which maps or refuses it;
+        # BWS between a chunk size and its extensions (RFC 9112 7.1.1).
+        parser.set_dangerous_leniencies(lenient_version=True, lenient_spaces_after_chunk_size=True)
         self._request: Request | None = None
         # Bytes fed while reading heads: never less than the current head's size
         # (drives the exact field-size check); minus `_head_carry`, never more
@@ -205,7 +236,10 @@ class RequestParser:
         parser = self._parser
         version = parser.get_http_version()
         if version not in _SUPPORTED_VERSIONS:
-            raise VersionNotSupported(f"HTTP/{version} is not supported")
+            alias = _VERSION_ALIASES.get(version)
+            if alias is None:
+                raise VersionNotSupported(f"HTTP/{version} is not supported")
+            version = alias
         request.version = version
         method = parser.get_method()
         request.method = _METHODS.get(method) or method.decode("ascii")
@@ -261,13 +295,23 @@ class RequestParser:
         host: bytes | None = None
         hosts = 0
         transfer_encoding: bytes | None = None
+        singletons: dict[bytes, bytes] | None = None
         # `_head_bytes` never undercounts the head, so below it no exact sum is needed.
         if self._head_bytes > limits.max_header_size:
             size = sum(len(name) + len(value) + 4 for name, value in request.headers)
             if size > limits.max_header_size:
                 raise HeaderFieldsTooLarge(f"header fields larger than {limits.max_header_size} bytes")
         for name, value in request.headers:
-            if len(name) not in _SPECIAL_LENGTHS:
+            size = len(name)
+            if size in _SINGLETON_LENGTHS:
+                lower = name.lower()
+                if lower in _SINGLETONS:
+                    if singletons is None:
+                        singletons = {lower: value}
+                    elif singletons.setdefault(lower, value) != value:
+                        raise BadRequest(f"{name.decode('latin-1')} sent twice with different values")
+                    continue
+            if size not in _SPECIAL_LENGTHS:
                 continue  # most fields need no look: skip the lower() for them
             lower = name.lower()
             if lower == b"host":
@@ -301,12 +345,9 @@ class RequestParser:
             if request.version == "1.0":
                 # RFC 9112 6.1: faulty framing; a 1.0 intermediary may not understand it.
                 raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
-            codings = [c.strip(b" \t").lower() for c in transfer_encoding.split(b",")]
-            if b"" in codings:
-                # RFC 9110 5.6.1 would skip empty elements; in a framing header any
-                # reading a proxy might not share is refused (llhttp refuses "chunked,").
-                raise BadRequest("empty element in Transfer-Encoding")
-            if codings[-1] != b"chunked":
+            # RFC 9110 5.6.1: empty list elements do not count (", chunked" is chunked).
+            codings = [c for c in (c.strip(b" \t").lower() for c in transfer_encoding.split(b",")) if c]
+            if not codings or codings[-1] != b"chunked":
                 raise BadRequest("Transfer-Encoding does not end in chunked")
             if len(codings) != 1:
                 raise NotImplementedByServer("only the chunked transfer coding is supported")

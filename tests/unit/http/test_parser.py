@@ -8,7 +8,7 @@ from corpus import Sink
 
 from corral.http.errors import HTTPError
 from corral.http.limits import Limits
-from corral.http.parser import RequestParser
+from corral.http.parser import _SINGLETONS, RequestParser
 
 HEAD = b"POST / HTTP/1.1\r\nHost: t\r\n"
 
@@ -114,3 +114,29 @@ def test_http10_connection_tokens(value: bytes, keep_alive: bool) -> None:
     parser, _ = _parser()
     parser.feed(b"GET / HTTP/1.0\r\nConnection: " + value + b"\r\n\r\n")
     assert parser.ready[0].keep_alive is keep_alive
+
+
+_SINGLETON_NAMES = [name.decode() for name in sorted(_SINGLETONS)]
+
+
+@pytest.mark.parametrize("name", _SINGLETON_NAMES)
+def test_every_singleton_field_with_two_values_is_refused(name: str) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: t\r\n%s: 1\r\n%s: 2\r\n\r\n" % (name.title().encode(), name.upper().encode())
+    parser, _ = _parser()
+    assert _status(parser, head) == 400
+    parser, _ = _parser()
+    assert _status(parser, head.replace(b": 2", b": 1")) is None  # equal repeats are one value
+    assert len(parser.ready) == 1
+
+
+@pytest.mark.parametrize("minor", range(2, 10))
+def test_every_higher_http1_minor_is_http11(minor: int) -> None:
+    parser, _ = _parser()
+    assert _status(parser, b"GET / HTTP/1.%d\r\nHost: t\r\n\r\n" % minor) is None
+    assert parser.ready[0].version == "1.1" and parser.ready[0].keep_alive
+
+
+@pytest.mark.parametrize("version", [b"0.9", b"2.0", b"2.1", b"3.0", b"9.9"])
+def test_other_versions_keep_505(version: bytes) -> None:
+    parser, _ = _parser()
+    assert _status(parser, b"GET / HTTP/%s\r\nHost: t\r\n\r\n" % version) == 505
