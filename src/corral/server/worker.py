@@ -81,6 +81,13 @@ def run_worker(spec: WorkerSpec) -> int:
     return worker.run()
 
 
+def app_name(spec: WorkerSpec) -> str:
+    """How the error log names the app this worker loaded (its spec, or the Django settings)."""
+    config = spec.site.config if spec.site is not None else spec.config
+    name = config.app or (f"Django {config.settings}" if config.settings else "corral.welcome")
+    return f"{name} (site {spec.site.name})" if spec.site is not None else name
+
+
 class Worker:
     def __init__(self, spec: WorkerSpec, app: Any) -> None:
         self.spec = spec
@@ -111,6 +118,7 @@ class Worker:
                 config.access_log, config.access_log_format, site=spec.site.name if spec.site else "main"
             ) if config.access_log else None,
         )
+        self.ctx.app_name = app_name(spec)
         if spec.site is not None:
             self.ctx.site_name = spec.site.name
         if spec.sites:
