@@ -6,6 +6,7 @@ One dispatching `app`: the first path segment names the misbehaviour.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,11 @@ def app(environ: Environ, start_response: StartResponse) -> Any:
         start_response("200 OK", text + [("Content-Length", "2")])
         return [b"ok"]
     if route == "pid":
+        body = str(os.getpid()).encode()
+        start_response("200 OK", text + [("Content-Length", str(len(body)))])
+        return [body]
+    if route == "slow-pid":  # keeps requests in flight long enough to be caught by a SIGKILL
+        time.sleep(0.02)
         body = str(os.getpid()).encode()
         start_response("200 OK", text + [("Content-Length", str(len(body)))])
         return [body]

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import signal
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -112,3 +116,125 @@ def test_body_that_disagrees_with_its_content_length_closes(server: Server, rout
     }[route]
     assert server.wait_for(f"GET /{route}: app fault_apps:app {said}", 5, start=start), server.log()[-2000:]
     still_serves(server)
+
+
+# -- processes killed ------------------------------------------------------------------------
+
+
+class Client(threading.Thread):
+    """One keep-alive connection sending /slow-pid until told to stop; reconnects on a failure.
+
+    One request at a time, so a failure on a connection is exactly one lost in-flight request.
+    """
+
+    def __init__(self, server: Server, sock: socket.socket, pid: int, stop: threading.Event,
+                 progress: threading.Condition) -> None:
+        super().__init__(daemon=True)
+        self.server, self.sock, self.pid, self.stop, self.progress = server, sock, pid, stop, progress
+        self.first_pid = pid
+        self.ok = 0
+        self.failed_on: list[int] = []  # the pid of the worker each failed request was on
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 20
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                self.sock.sendall(b"GET /slow-pid HTTP/1.1\r\nHost: t\r\n\r\n")
+                status, _, body = read_response(self.sock, 5)
+                assert status == 200
+                self.pid = int(body)
+                with self.progress:
+                    self.ok += 1
+                    self.progress.notify_all()
+            except (OSError, AssertionError, ValueError):
+                self.failed_on.append(self.pid)
+                self.sock.close()
+                self.sock = self.server.connect()
+                self.pid = 0  # not known until the new connection answers
+        self.sock.close()
+
+
+def pinned_connections(server: Server, per_worker: int) -> dict[int, list[socket.socket]]:
+    """Keep-alive connections, at least `per_worker` on each of the two workers."""
+    by_pid: dict[int, list[socket.socket]] = {}
+    for _ in range(60):
+        if len(by_pid) == 2 and all(len(socks) >= per_worker for socks in by_pid.values()):
+            return by_pid
+        sock = server.connect()
+        sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+        by_pid.setdefault(int(read_response(sock)[2]), []).append(sock)
+    raise AssertionError(f"connections did not spread over both workers: { {p: len(s) for p, s in by_pid.items()} }")
+
+
+def test_a_worker_killed_under_load_loses_only_its_in_flight_requests() -> None:
+    with Server(["fault_apps:app", "--workers", "2"]) as server:
+        by_pid = pinned_connections(server, 3)
+        victim, survivor = sorted(by_pid)
+        stop, progress = threading.Event(), threading.Condition()
+        clients = [Client(server, sock, pid, stop, progress) for pid, socks in by_pid.items() for sock in socks]
+
+        def each_served(times: int) -> bool:
+            with progress:
+                return progress.wait_for(lambda: all(c.ok >= times for c in clients), 15)
+
+        for client in clients:
+            client.start()
+        try:
+            assert each_served(3)  # load running: every client has requests in flight
+            before = {id(c): c.ok for c in clients}
+            start = len(server.log_lines)
+            os.kill(victim, signal.SIGKILL)
+            assert server.wait_for(rf"Worker {victim} (of \S+ )?died \(killed by SIGKILL\)", 5, start=start)
+            assert each_served(max(before.values()) + 3)  # and every client is served again after it
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(10)
+        for client in clients:
+            if client.first_pid == survivor:  # the other worker's connections never noticed
+                assert client.failed_on == [], client.failed_on
+            else:  # one in-flight request lost (or none, if the kill fell between two), then served again
+                assert client.failed_on in ([], [victim]), client.failed_on
+                assert client.pid not in (0, victim)
+        assert sum(len(c.failed_on) for c in clients) >= 1  # the kill did land under load
+        replaced = {c.pid for c in clients} | set(worker_pids(server, 2))
+        assert victim not in replaced and len(replaced - {survivor}) >= 1
+        still_serves(server)
+
+
+def exited_within(pids: list[int], seconds: float) -> list[int]:
+    """The pids still alive after `seconds` (a pidfd becomes readable when its process exits)."""
+    deadline = time.monotonic() + seconds
+    alive = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                alive.append(pid)
+        finally:
+            os.close(fd)
+    return alive
+
+
+def test_workers_exit_at_once_when_the_master_is_killed() -> None:
+    with Server(["fault_apps:app", "--workers", "2"]) as server:
+        pids = worker_pids(server, 2)
+        idle = server.connect()  # an idle keep-alive connection must not keep a worker alive
+        idle.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(idle)[0] == 200
+        started = time.monotonic()
+        os.kill(server.proc.pid, signal.SIGKILL)
+        alive = exited_within(pids, 2.0)
+        took = time.monotonic() - started
+        for pid in alive:
+            os.kill(pid, signal.SIGKILL)  # (the test's own clean-up: the assertion below fails)
+        assert alive == [], f"workers {alive} outlived the master"
+        assert took < 2.0
+        assert read_to_eof(idle, 2)[1]  # closed, not left hanging
+        idle.close()
+        with pytest.raises(OSError):  # nobody serves the port any more
+            server.connect(1).close()
+        assert server.wait_for("Master process died; worker", 2)

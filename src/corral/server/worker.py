@@ -5,7 +5,8 @@ socketpair (the *channel*). We prepare the app's environment, load the app
 (a failure is reported on the channel and ends the process with
 `EXIT_APP_LOAD_ERROR`, so the master stops instead of respawning), then serve.
 A sweeper runs once a second: it expires connection deadlines, sends a
-heartbeat with our counters, and notices if the master died. SIGTERM and SIGINT
+heartbeat with our counters, and notices if the master died (a fallback: on Linux
+the parent-death signal, SIGTERM, comes at once; process/lifeline.py). SIGTERM and SIGINT
 drain gracefully; a second SIGINT, or SIGQUIT, exits at once.
 """
 
@@ -224,6 +225,8 @@ class Worker:
             client.close()
 
     def _on_stop_signal(self, sig: int) -> None:
+        if sig == signal.SIGTERM and os.getppid() != self.parent:  # the parent-death signal (lifeline.py)
+            log.warning("Master process died; worker %d exiting", os.getpid())
         if sig == signal.SIGINT:
             self.interrupts += 1
             if self.interrupts > 1:
