@@ -50,6 +50,9 @@ def app(environ: Environ, start_response: StartResponse) -> Any:
     if route == "big":
         start_response("200 OK", text + [("Content-Length", str(4 * 1024 * 1024))])
         return [b"x" * (1024 * 1024)] * 4
+    if route == "256k":  # more than the socket buffers hold: the worker is mid-write for a while
+        start_response("200 OK", text + [("Content-Length", str(256 * 1024))])
+        return [b"y" * (64 * 1024)] * 4
     if route == "raise-mid-body":
         start_response("200 OK", text)
         return _mid_body()

@@ -10,9 +10,11 @@ import re
 import select
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -238,3 +240,57 @@ def test_workers_exit_at_once_when_the_master_is_killed() -> None:
         with pytest.raises(OSError):  # nobody serves the port any more
             server.connect(1).close()
         assert server.wait_for("Master process died; worker", 2)
+
+
+# -- clients that reset ----------------------------------------------------------------------
+
+RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, not FIN
+MID_HEAD = b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Long: " + b"a" * 200
+MID_BODY = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"b" * 4000
+MID_RESPONSE = b"GET /256k HTTP/1.1\r\nHost: t\r\n\r\n"
+FD_SLACK = 2  # fds that may come and go on their own (the heartbeat's, a log handler's)
+RSS_SLACK_KIB = 4096  # allocator arenas the interpreter keeps after a burst; a leak grows with the count
+
+
+def reset_after(server: Server, data: bytes, read: int = 0) -> None:
+    sock = server.connect()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
+    sock.sendall(data)
+    if read:
+        sock.recv(read)  # the response has begun: the worker is mid-write when the reset comes
+    sock.close()
+
+
+def reset_storm(server: Server, count: int) -> None:
+    """`count` resets, a third of each kind, from 8 client threads (each waits on a round trip)."""
+    kinds = [(MID_HEAD, 0), (MID_BODY, 0), (MID_RESPONSE, 1)]
+    with ThreadPoolExecutor(8) as pool:
+        for future in [pool.submit(reset_after, server, *kinds[i % 3]) for i in range(count)]:
+            future.result(30)
+
+
+def settled(pid: int, fd_limit: int, seconds: float = 5.0) -> int:
+    """The worker's fd count once it is at most `fd_limit` (or after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    count = fds(pid)
+    while count > fd_limit and time.monotonic() < deadline:
+        time.sleep(0.05)  # /proc offers no event for a closed fd
+        count = fds(pid)
+    return count
+
+
+def test_ten_thousand_resets_leave_fds_and_memory_at_baseline() -> None:
+    with Server(["fault_apps:app"]) as server:
+        [pid] = worker_pids(server, 1)
+        reset_storm(server, 600)  # warm-up: first-use allocations are not a leak
+        still_serves(server)
+        base_fds = settled(pid, fds(pid))
+        base_rss = rss_kib(pid)
+        reset_storm(server, 10_000)
+        still_serves(server)
+        after_fds = settled(pid, base_fds + FD_SLACK)
+        after_rss = rss_kib(pid)
+        print(f"resets: fds {base_fds} -> {after_fds}, RSS {base_rss} -> {after_rss} KiB")
+        assert after_fds <= base_fds + FD_SLACK, (base_fds, after_fds)
+        assert after_rss <= base_rss + RSS_SLACK_KIB, (base_rss, after_rss)
+        assert server.proc.poll() is None and worker_pids(server, 1) == [pid]  # the same worker survived
