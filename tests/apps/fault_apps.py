@@ -53,6 +53,9 @@ def app(environ: Environ, start_response: StartResponse) -> Any:
     if route == "256k":  # more than the socket buffers hold: the worker is mid-write for a while
         start_response("200 OK", text + [("Content-Length", str(256 * 1024))])
         return [b"y" * (64 * 1024)] * 4
+    if route == "2m":  # in 64 KiB blocks: a paused writer holds one block beyond its buffer limit
+        start_response("200 OK", text + [("Content-Length", str(2 * 1024 * 1024))])
+        return (b"z" * (64 * 1024) for _ in range(32))
     if route == "raise-mid-body":
         start_response("200 OK", text)
         return _mid_body()

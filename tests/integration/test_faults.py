@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import select
 import signal
 import socket
@@ -294,3 +295,117 @@ def test_ten_thousand_resets_leave_fds_and_memory_at_baseline() -> None:
         assert after_fds <= base_fds + FD_SLACK, (base_fds, after_fds)
         assert after_rss <= base_rss + RSS_SLACK_KIB, (base_rss, after_rss)
         assert server.proc.poll() is None and worker_pids(server, 1) == [pid]  # the same worker survived
+
+
+# -- slow clients ----------------------------------------------------------------------------
+
+SLOWLORIS, SLOW_READERS, MAX_CONNECTIONS = 1000, 200, 1250
+HEADER_TIMEOUT = SEND_TIMEOUT = 4.0
+P99_SLACK_MS = 10.0  # "within a few ms": room for a shared, busy 2-core test machine
+
+
+def p99_ms(sock: socket.socket, count: int = 300) -> float:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        sock.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        times.append((time.perf_counter() - started) * 1000)
+    return sorted(times)[int(count * 0.99) - 1]
+
+
+def slow_reader(server: Server) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.settimeout(5)
+    sock.connect((server.host, server.port))
+    # More than the write buffer limit, so the response pauses and --send-timeout applies.
+    sock.sendall(b"GET /2m HTTP/1.1\r\nHost: t\r\n\r\n")  # and never read it
+    return sock
+
+
+def closed_by(socks: list[socket.socket], deadline: float) -> int:
+    """How many of `socks` the server closed (EOF or reset) before `deadline` (monotonic)."""
+    pending = {s.fileno(): s for s in socks}
+    closed = 0
+    poller = select.poll()
+    for fd in pending:
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    while pending and time.monotonic() < deadline:
+        for fd, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+            sock = pending[fd]
+            try:
+                while sock.recv(65536):
+                    pass  # a slow reader's buffered response, or a slowloris' 408, then EOF
+            except BlockingIOError:
+                continue
+            except OSError:
+                pass  # reset: closed too
+            poller.unregister(fd)
+            del pending[fd]
+            closed += 1
+    return closed
+
+
+@pytest.mark.xfail(strict=True, reason="finding: 200 slow readers of a 2 MiB response are still open on the worker "
+                   "7 s after --send-timeout 4 (the p99, slowloris and 503 parts pass); see the fuzz branch report")
+def test_slowloris_and_slow_readers_do_not_slow_a_normal_client() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = SLOWLORIS + SLOW_READERS + 500
+    if soft < want:  # the server inherits the raised limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
+    args = ["fault_apps:app", "--max-connections", str(MAX_CONNECTIONS), "--header-timeout", str(HEADER_TIMEOUT),
+            "--send-timeout", str(SEND_TIMEOUT), "--keepalive-timeout", "30"]
+    slow: list[socket.socket] = []
+    try:
+        with Server(args) as server:
+            [pid] = worker_pids(server, 1)
+            normal = server.connect()
+            base_fds = fds(pid)
+            baseline = p99_ms(normal)
+            opened = time.monotonic()
+            lorises = []
+            for _ in range(SLOWLORIS):  # a head that never ends
+                sock = server.connect()
+                sock.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+                lorises.append(sock)
+            readers = [slow_reader(server) for _ in range(SLOW_READERS)]
+            slow = lorises + readers
+            settle = time.monotonic() + 1.0  # the worker first takes them in (200 responses to start)
+            while time.monotonic() < settle:
+                p99_ms(normal, 10)
+            loaded = p99_ms(normal)
+            print(f"normal client p99: {baseline:.2f} ms alone, {loaded:.2f} ms beside {len(slow)} slow clients")
+            assert loaded <= baseline + P99_SLACK_MS, (baseline, loaded)
+
+            # Beyond --max-connections: 503 at once, and the server still answers.
+            extra = []
+            for _ in range(MAX_CONNECTIONS - len(slow) - 1 + 20):
+                sock = server.connect()
+                sock.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+                extra.append(sock)
+            answers = [sock.recv(12) for sock in extra]  # a 200 within the limit, a 503 beyond it
+            for sock in extra:
+                sock.close()
+            refused = answers.count(b"HTTP/1.1 503")
+            assert refused + answers.count(b"HTTP/1.1 200") == len(extra), set(answers)
+            assert refused >= 20, refused
+            normal.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(normal)[0] == 200
+
+            # The slow ones are closed at their timeouts (the sweeper runs once a second), not before.
+            for sock in slow:
+                sock.setblocking(False)
+            assert time.monotonic() < opened + HEADER_TIMEOUT - 1.0, "too slow to watch for early closes"
+            early = closed_by(lorises, opened + HEADER_TIMEOUT - 0.5)
+            assert early == 0, f"{early} slowloris clients closed before their timeout"
+            late = closed_by(lorises, time.monotonic() + HEADER_TIMEOUT + 3.0)
+            assert late == len(lorises), f"{len(lorises) - late} slowloris clients still open after their timeout"
+            # A slow reader that read would stop being one: the worker's own fds show it closed them.
+            assert settled(pid, base_fds + FD_SLACK, SEND_TIMEOUT + 3.0) <= base_fds + FD_SLACK
+            normal.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(normal)[0] == 200
+            normal.close()
+    finally:
+        for sock in slow:
+            sock.close()
