@@ -9,8 +9,11 @@ import sys
 
 def main() -> int:
     from ..server.worker import run_worker
+    from .lifeline import die_with_parent
     from .spawn import decode_spec
 
+    if not die_with_parent(int(os.environ.pop("CORRAL_MASTER_PID"))):
+        return 0  # the master died while we started
     fd = int(os.environ.pop("CORRAL_SPEC_FD"))
     with os.fdopen(fd, "rb") as pipe:
         spec = decode_spec(json.loads(pipe.read()))

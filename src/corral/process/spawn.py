@@ -23,14 +23,17 @@ from typing import Any
 from ..config import Config
 from ..config.sites import Middleware, Mount, SiteConfig
 from ..server.spec import WorkerSpec
+from .lifeline import die_with_parent
 
 
 def fork_and_run(run: Callable[[], int], close_in_child: list[socket.socket], what: str = "Worker") -> int:
     """Fork; the child closes the parent's sockets, runs `run` and exits with its status.
 
     Returns the child's pid in the parent. The child never returns into the caller's
-    code (os._exit), and the parent's signal wake-up socket is not the child's.
+    code (os._exit), the parent's signal wake-up socket is not the child's, and the
+    child gets SIGTERM when the parent dies (lifeline.py).
     """
+    parent = os.getpid()
     with warnings.catch_warnings():
         # Python 3.12+ warns about fork() while threads run; ours (a file watcher, the metrics
         # server) hold no lock the child needs.
@@ -43,7 +46,8 @@ def fork_and_run(run: Callable[[], int], close_in_child: list[socket.socket], wh
         signal.set_wakeup_fd(-1)
         for sock in close_in_child:
             sock.close()
-        status = run()
+        # A parent that died before we asked to follow it leaves nobody to serve for.
+        status = run() if die_with_parent(parent) else 0
     except BaseException:
         logging.getLogger("corral.error").exception("%s crashed", what)
     finally:
@@ -103,6 +107,7 @@ def exec_worker(spec: WorkerSpec, close_in_child: list[socket.socket]) -> int:
         os.set_inheritable(fd, True)
     env = dict(os.environ)
     env["CORRAL_SPEC_FD"] = str(read_end)
+    env["CORRAL_MASTER_PID"] = str(os.getpid())  # for the child's die_with_parent()
     try:
         pid = os.posix_spawn(python, [python, "-m", "corral.process.child"], env)
     finally:

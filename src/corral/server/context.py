@@ -62,6 +62,7 @@ class ServerContext:
     hide_loop: bool = True
     loop_hidden: bool = False  # currently hidden (so nested app calls do not switch again)
     site_name: str = "main"
+    app_name: str = "the app"  # what the error log calls the app: its spec, e.g. "mysite.wsgi:application"
     recycle: Callable[[str], None] = lambda reason: None
     _streaming_pool: ThreadPoolExecutor | None = None
     # Multi-site: the router, this worker's site, its mount and the other sites' handoff sockets.

@@ -95,14 +95,30 @@ class Exchange(Response):
             try:
                 close()
             except Exception:
-                log.exception("Error closing the response iterable of %s", self.describe())
+                log.exception(
+                    "Error closing the response iterable of %s (app %s)", self.describe(), self.conn.ctx.app_name
+                )
+
+    def length_broken(self, too_long: bool) -> None:
+        name = self.conn.ctx.app_name
+        if too_long:
+            log.error("%s: app %s sent more than its Content-Length of %s; the excess was dropped",
+                      self.describe(), name, self.content_length)
+        else:
+            log.error("%s: app %s sent %d bytes of its Content-Length of %s; the connection was closed",
+                      self.describe(), name, self.sent, self.content_length)
 
     def describe(self) -> str:
         request = self.request
         return f"{request.method} {request.target.decode('latin-1')}"
 
     def log_app_error(self, exc_info: Any) -> None:
-        log.error("Error handling request %s", self.describe(), exc_info=exc_info)
+        name = self.conn.ctx.app_name
+        if isinstance(exc_info[1], AppError):  # our words say what the app did; the traceback, where
+            log.error("Error handling request %s: app %s broke the WSGI contract: %s",
+                      self.describe(), name, exc_info[1], exc_info=exc_info)
+        else:
+            log.error("Error handling request %s: app %s raised", self.describe(), name, exc_info=exc_info)
 
 
 def _check_chunk(data: Any) -> bytes:
@@ -110,7 +126,15 @@ def _check_chunk(data: Any) -> bytes:
         return data
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
-    raise AppError(f"the app yielded {type(data).__name__}, not bytes")
+    raise AppError(f"yielded {type(data).__name__}, not bytes")
+
+
+def _iterate(result: Any) -> Any:
+    """iter(result), with an error that says what the app returned when it is not iterable."""
+    try:
+        return iter(result)
+    except TypeError:
+        raise AppError(f"returned {type(result).__name__}, not an iterable") from None
 
 
 # -- inline --------------------------------------------------------------------
@@ -161,7 +185,7 @@ def _run_inline(ex: Exchange) -> bool:
         ex.result = result
         if isinstance(result, FileWrapper) and start_sendfile(ex, result):
             return False
-        ex.iterator = iter(result)
+        ex.iterator = _iterate(result)
     except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
         return fail(ex, sys.exc_info())
     return _pump(ex)
@@ -199,8 +223,7 @@ def _pump(ex: Exchange) -> bool:
                 writelines(response.frame_parts(data))  # big chunks: framed without a copy
             ex.bytes_out += len(data)
             if response.overflow:
-                log.error("%s: the app sent more than its Content-Length; the excess was dropped", ex.describe())
-                break
+                break  # (frame() cut the excess and length_broken() logged it)
             if ex.aborted or is_closing():
                 # A failed write closes the transport at once, but connection_lost runs only
                 # after we return: without this check an endless iterable spins the loop forever.
@@ -301,7 +324,7 @@ def run_threaded(ex: Exchange) -> None:
             loop.call_soon_threadsafe(conn.sendfile_from_thread, ex, _detach(ex, result))
             return
         in_memory = type(result) is list or type(result) is tuple
-        for data in result:
+        for data in _iterate(result):
             data = _check_chunk(data)
             if not data:
                 continue
@@ -313,8 +336,7 @@ def run_threaded(ex: Exchange) -> None:
             ex.bytes_out += len(data)
             pending += len(data)
             if response.overflow:
-                log.error("%s: the app sent more than its Content-Length; the excess was dropped", ex.describe())
-                break
+                break  # (frame() cut the excess and length_broken() logged it)
             # A list is already in memory: batch it. Anything else may block before its
             # next item (streaming, long polling), so what it gave must go out now.
             if pending >= _BATCH or not in_memory:

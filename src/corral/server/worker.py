@@ -5,7 +5,8 @@ socketpair (the *channel*). We prepare the app's environment, load the app
 (a failure is reported on the channel and ends the process with
 `EXIT_APP_LOAD_ERROR`, so the master stops instead of respawning), then serve.
 A sweeper runs once a second: it expires connection deadlines, sends a
-heartbeat with our counters, and notices if the master died. SIGTERM and SIGINT
+heartbeat with our counters, and notices if the master died (a fallback: on Linux
+the parent-death signal, SIGTERM, comes at once; process/lifeline.py). SIGTERM and SIGINT
 drain gracefully; a second SIGINT, or SIGQUIT, exits at once.
 """
 
@@ -93,6 +94,13 @@ def run_worker(spec: WorkerSpec) -> int:
     return worker.run()
 
 
+def app_name(spec: WorkerSpec) -> str:
+    """How the error log names the app this worker loaded (its spec, or the Django settings)."""
+    config = spec.site.config if spec.site is not None else spec.config
+    name = config.app or (f"Django {config.settings}" if config.settings else "corral.welcome")
+    return f"{name} (site {spec.site.name})" if spec.site is not None else name
+
+
 class Worker:
     def __init__(self, spec: WorkerSpec, app: Any, tls_context: ssl.SSLContext | None = None) -> None:
         self.spec = spec
@@ -127,6 +135,7 @@ class Worker:
         if tls_context is not None:
             self.ctx.url_scheme = "https"
             self.ctx.tls = True
+        self.ctx.app_name = app_name(spec)
         if spec.site is not None:
             self.ctx.site_name = spec.site.name
         if spec.sites:
@@ -257,6 +266,8 @@ class Worker:
             client.close()
 
     def _on_stop_signal(self, sig: int) -> None:
+        if sig == signal.SIGTERM and os.getppid() != self.parent:  # the parent-death signal (lifeline.py)
+            log.warning("Master process died; worker %d exiting", os.getpid())
         if sig == signal.SIGINT:
             self.interrupts += 1
             if self.interrupts > 1:

@@ -156,6 +156,7 @@ class Response:
             data = data[: length - self.sent]  # never more than declared
             self.overflow = True
             self.keep_alive = False
+            self.length_broken(True)
         self.sent += len(data)
         return data
 
@@ -171,7 +172,15 @@ class Response:
             return LAST_CHUNK
         if self.content_length is not None and not self.no_body and self.sent != self.content_length:
             self.keep_alive = False  # short (or capped) body: only closing tells the client
+            if not self.overflow:
+                self.length_broken(False)
         return b""
+
+    def length_broken(self, too_long: bool) -> None:
+        """The body disagrees with the Content-Length (`too_long`: more was offered, and cut).
+
+        A hook, called only on that cold path, for the owner to log with the app's name.
+        """
 
 def error_response(status: int, reason: str, detail: str, keep_alive: bool = False) -> bytes:
     """A small plain-text response the server itself sends (errors, 503, 504)."""

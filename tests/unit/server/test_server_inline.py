@@ -19,76 +19,8 @@ from typing import Any
 
 import pytest
 
-from corral.server.connection import HTTPConnection
-from corral.server.context import ServerContext
 from corral.server.outbox import HOLD_TIME
-
-HIGH_WATER = 256 * 1024
-
-
-class FakeTransport:
-    def __init__(self, protocol: HTTPConnection, loop: asyncio.AbstractEventLoop) -> None:
-        self.protocol = protocol
-        self.loop = loop
-        self.written: list[bytes] = []
-        self.buffered = 0
-        self.paused = False
-        self.closing = False
-        self.aborted = False
-        self.fail_after: int | None = None  # writes before the peer "resets" the connection
-
-    # what HTTPConnection uses
-    def writelines(self, pieces) -> None:  # type: ignore[no-untyped-def]
-        self.write(b"".join(pieces))  # as asyncio's: one write of the pieces together
-
-    def write(self, data: bytes) -> None:
-        if self.closing:
-            return  # asyncio drops writes on a closing transport
-        if self.fail_after is not None and len(self.written) >= self.fail_after:
-            self.closing = True  # the send failed: closed now, connection_lost later
-            return
-        self.written.append(bytes(data))
-        self.buffered += len(data)
-        if self.buffered > HIGH_WATER and not self.paused:
-            self.paused = True
-            self.protocol.pause_writing()
-
-    def drain(self) -> None:
-        """The client read everything buffered."""
-        self.buffered = 0
-        if self.paused:
-            self.paused = False
-            self.protocol.resume_writing()
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = self.aborted = True
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
-
-    @property
-    def data(self) -> bytes:
-        """What the client has received once the loop's current pass is over."""
-        self.loop.run_until_complete(asyncio.sleep(0))
-        return b"".join(self.written)
+from fake_transport import HIGH_WATER, connect
 
 
 class Counting:
@@ -116,13 +48,6 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
-
-
-def connect(loop: asyncio.AbstractEventLoop, app: Any) -> tuple[HTTPConnection, FakeTransport]:
-    conn = HTTPConnection(ServerContext(app=app, loop=loop))
-    transport = FakeTransport(conn, loop)
-    conn.connection_made(transport)
-    return conn, transport
 
 
 def streaming_app(body: Counting, headers: list[tuple[str, str]] | None = None) -> Any:
