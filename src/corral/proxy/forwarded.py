@@ -69,6 +69,9 @@ class Hop:
         self.server_port = ""
         self.prefix: str | None = None
 
+    # A claim is shared by every request with the same headers (ProxyHeaders caches it): it
+    # must not change once walk() and fill_from() have made it.
+
     def fill_from(self, other: Hop) -> None:
         """Take from `other` what this hop does not say (Forwarded wins over X-Forwarded-*)."""
         if not self.said_for:
@@ -171,6 +174,8 @@ def prefix(text: str) -> str | None:
 def split_outside_quotes(text: str, separator: str) -> list[str]:
     """Split on `separator` where it is not inside a quoted string (which keeps its quotes);
     an unterminated quote runs to the end (the value then fails to parse)."""
+    if '"' not in text:
+        return text.split(separator)
     parts: list[str] = []
     start = 0
     quoted = False
@@ -331,6 +336,9 @@ class ProxyHeaders:
         if not self.x_forwarded:
             unspoken.extend(X_KEYS)
         self.unspoken = tuple(unspoken)
+        # Claims by the headers' values: behind one proxy they repeat (a client's keep-alive
+        # requests, or every client when only proto and host are sent). Cleared when full.
+        self._claims: dict[tuple[str | None, ...], Hop | None] = {}
 
     def trusts_peer(self, host: str | None) -> bool:
         """Decided once per connection; None is a Unix-socket (local) peer."""
@@ -338,6 +346,18 @@ class ProxyHeaders:
 
     def claim(self, values: Mapping[str, str]) -> Hop | None:
         """What the spoken headers in `values` (environ keys) say; None when they are absent."""
+        get = values.get
+        key = (get(FORWARDED), get(X_FOR), get(X_PROTO), get(X_HOST), get(X_PORT), get(X_PREFIX))
+        claims = self._claims
+        if key in claims:
+            return claims[key]
+        claim = self._claim(values)
+        if len(claims) >= _CACHE_LIMIT:
+            claims.clear()
+        claims[key] = claim
+        return claim
+
+    def _claim(self, values: Mapping[str, str]) -> Hop | None:
         result: Hop | None = None
         if self.forwarded and FORWARDED in values:
             result = walk(parse_forwarded(values[FORWARDED]), self.trusted)
@@ -376,7 +396,7 @@ class ProxyHeaders:
 def rewrite(environ: dict[str, Any], claim: Hop) -> None:
     """Apply a claim; each key changed keeps its former value under corral.original."""
     original: dict[str, Any] = {}
-    if claim.addr:
+    if claim.port or claim.addr and claim.addr != environ.get("REMOTE_ADDR"):
         change(environ, original, "REMOTE_ADDR", claim.addr)
         change(environ, original, "REMOTE_PORT", claim.port or "0")  # the proxy's port says nothing of the client's
     scheme = claim.proto or str(environ.get("wsgi.url_scheme", "http"))
