@@ -394,7 +394,11 @@ def test_forwarded_headers_reach_the_app(stack: Stack) -> None:
     assert environ["HTTP_X_FORWARDED_PROTO"] == "https"
     # nginx appends the address it saw: only the last entry can be trusted.
     assert environ["HTTP_X_FORWARDED_FOR"] == "203.0.113.9, 127.0.0.1"
-    assert environ["REMOTE_ADDR"] == "127.0.0.1"  # the proxy: Corral does not rewrite it
+    # The chain is walked from the right: nginx (trusted) is passed, and so is the test client,
+    # itself on 127.0.0.1 (a trusted address): its own entry names the client.
+    assert environ["REMOTE_ADDR"] == "203.0.113.9" and environ["REMOTE_PORT"] == "0"
+    assert environ["wsgi.url_scheme"] == "https" and environ["HTTPS"] == "on"
+    assert re.fullmatch(r"unix" if stack.upstream.startswith("unix:") else r"127\.0\.0\.1:\d+", environ["corral.peer"])
     assert "HTTP_CONNECTION" not in environ  # the empty Connection header is not sent
     assert environ["QUERY_STRING"] == "q=1" and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
     request_id = environ["HTTP_X_REQUEST_ID"]

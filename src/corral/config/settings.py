@@ -59,6 +59,13 @@ def _parse_access_log_format(text: str) -> str:
     return choice
 
 
+def _parse_access_log_client(text: str) -> str:
+    choice = values.parse_text(text).strip().lower()
+    if choice not in ("client", "peer"):
+        raise values.ValueProblem(f"expected client or peer, got {text!r}")
+    return choice
+
+
 def _parse_metrics_bind(text: str) -> str:
     from ..observe.httpd import parse_address  # the one parser of HOST:PORT the metrics server uses
 
@@ -298,6 +305,14 @@ class Config:
         "Access log format: combined (Apache's) or json (one object per line).",
         _parse_access_log_format,
         metavar="FORMAT",
+        site=True,
+    )
+    access_log_client: str = setting(
+        "client",
+        "Which address the access log prints: client (REMOTE_ADDR as a trusted proxy's headers "
+        "rewrote it) or peer (the address that connected).",
+        _parse_access_log_client,
+        metavar="WHICH",
         site=True,
     )
     log_level: str = setting(

@@ -23,14 +23,20 @@ if TYPE_CHECKING:
     from ..server.exchange import Exchange
 
 FORMATS = ("combined", "json")
+# Which address a line names: REMOTE_ADDR as a trusted proxy's headers rewrote it, or the peer
+# that connected (REMOTE_ADDR before the rewrite; see docs/proxies.md).
+CLIENTS = ("client", "peer")
 # A client-sent X-Request-ID longer than this is cut: it is copied into every log line.
 _MAX_REQUEST_ID = 128
 
 
 class AccessLog:
-    def __init__(self, target: str, format: str = "combined", site: str = "") -> None:  # noqa: A002
+    def __init__(self, target: str, format: str = "combined", site: str = "", client: str = "client") -> None:  # noqa: A002
         if format not in FORMATS:
             raise ValueError(f"unknown access log format {format!r}; expected one of {', '.join(FORMATS)}")
+        if client not in CLIENTS:
+            raise ValueError(f"unknown access log client {client!r}; expected one of {', '.join(CLIENTS)}")
+        self.by_peer = client == "peer"
         self._own = target != "-"
         self._stream: IO[str] = open(target, "a", buffering=1, encoding="utf-8") if self._own else sys.stdout
         self.format = format
@@ -61,6 +67,14 @@ class AccessLog:
                 return str(given)[:_MAX_REQUEST_ID]
         return f"{self._id_prefix}{next(self._ids):x}"
 
+    def address(self, environ: dict[str, Any]) -> str | None:
+        """The address a line names (see CLIENTS)."""
+        if self.by_peer:
+            original = environ.get("corral.original")
+            if original and "REMOTE_ADDR" in original:
+                return str(original["REMOTE_ADDR"])
+        return environ.get("REMOTE_ADDR")
+
     def _tick(self, now: float) -> None:
         self._second = int(now)
         local = datetime.fromtimestamp(self._second).astimezone()
@@ -78,7 +92,7 @@ class AccessLog:
         duration = time.monotonic() - ex.started
         line = request.target.decode("latin-1").replace('"', "%22")
         self._stream.write(
-            f'{environ["REMOTE_ADDR"]} - - [{when}] "{request.method} {line} HTTP/{request.version}" '
+            f'{self.address(environ)} - - [{when}] "{request.method} {line} HTTP/{request.version}" '
             f'{ex.response.code or "-"} {ex.bytes_out or "-"} "{_quote(environ.get("HTTP_REFERER", "-"))}" '
             f'"{_quote(environ.get("HTTP_USER_AGENT", "-"))}" {duration:.3f}\n'
         )
@@ -108,7 +122,7 @@ class AccessLog:
             record = {
                 "time": self._iso_time,
                 "site": self.site,
-                "remote_addr": environ.get("REMOTE_ADDR"),
+                "remote_addr": self.address(environ),
                 "method": request.method,
                 "path": request.path.decode("latin-1"),
                 "query": request.query.decode("latin-1"),

@@ -20,7 +20,7 @@ from urllib.parse import unquote_to_bytes
 from ..http.errors import HTTPError, RequestTimeout
 from ..http.parser import RequestParser
 from ..http.request import BodySink, Request
-from ..wsgi.environ import connection_environ, request_environ
+from ..wsgi.environ import connection_environ, proxy_headers_in, request_environ
 from ..wsgi.file_wrapper import FileWrapper
 from ..wsgi.input import EMPTY_INPUT, SpooledBody, StreamingBody
 from ..wsgi.response import error_response
@@ -70,6 +70,9 @@ class HTTPConnection:
         self.deadline = 0.0
         self.deadline_kind = HEAD
         self.peer = ""
+        # Whether the peer may say who the client is (Forwarded, X-Forwarded-*): decided once,
+        # in _connection_environ, so a request without those headers pays nothing for it.
+        self._peer_trusted = False
         # Multi-site: the bytes read before the first request was routed (handed on if it isn't ours).
         self._raw: bytearray | None = bytearray() if ctx.router is not None else None
         self._reroute_to: int | None = None
@@ -227,6 +230,8 @@ class HTTPConnection:
         else:
             stream = body
         environ = request_environ(self._base_environ, request, stream)
+        if proxy_headers_in(environ):
+            ctx.proxy.apply(environ, self._peer_trusted)  # before routing: the rewritten host routes
         if ctx.router is not None and not self._route(request, environ):
             return False
         ex = self.exchange = run.Exchange(self, request, environ)
@@ -255,7 +260,7 @@ class HTTPConnection:
         if index == ctx.site_index:
             self._raw = None
             if ctx.mount:
-                environ["SCRIPT_NAME"] = ctx.mount
+                environ["SCRIPT_NAME"] += ctx.mount  # after a proxy's X-Forwarded-Prefix
                 environ["PATH_INFO"] = path[len(ctx.mount) :]
             return True
         if index is None:
@@ -278,7 +283,8 @@ class HTTPConnection:
         assert ctx.router is not None
         path = request.path
         text = (unquote_to_bytes(path) if 0x25 in path else path).decode("latin-1")  # 0x25: "%"
-        index = ctx.router.match((request.host or b"").decode("latin-1"), text)
+        host = ctx.proxy.routing_host(request.headers) if self._peer_trusted else ""
+        index = ctx.router.match(host or (request.host or b"").decode("latin-1"), text)
         if index == ctx.site_index:
             self._raw = None
             self._routed = request  # _start need not route it again
@@ -542,9 +548,12 @@ class HTTPConnection:
         if isinstance(peername, tuple):
             remote_addr, remote_port = str(peername[0]), str(peername[1])
             self.peer = f"{remote_addr}:{remote_port}"
+            self._peer_trusted = ctx.proxy.trusts_peer(remote_addr)
+            peer = f"[{remote_addr}]:{remote_port}" if ":" in remote_addr else self.peer
         else:
             remote_addr, remote_port = "127.0.0.1", "0"  # Unix socket: a local peer
-            self.peer = "unix"
+            self.peer = peer = "unix"
+            self._peer_trusted = ctx.proxy.trusts_peer(None)
         environ = connection_environ(
             server_name=server_name,
             server_port=server_port,
@@ -556,4 +565,5 @@ class HTTPConnection:
         )
         if ctx.tls:
             environ.update(tls.connection_environ(transport.get_extra_info("ssl_object")))
+        environ["corral.peer"] = peer
         return environ

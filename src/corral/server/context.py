@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..http.limits import Limits
 from ..observe.stats import WorkerStats
+from ..proxy.forwarded import ProxyHeaders
 from .outbox import Outbox
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class ServerContext:
     handshaking: int = 0
     max_connections: int = 1000
     access_log: Callable[..., None] | None = None
+    # Which peers may say who the client is, and in which headers (--trusted-proxies, --proxy-headers).
+    proxy: ProxyHeaders = field(default_factory=ProxyHeaders)
     connections: set[HTTPConnection] = field(default_factory=set)
     stopping: bool = False
     requests_served: int = 0

@@ -29,6 +29,7 @@ from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
 from ..observe.access import AccessLog
 from ..observe.titles import set_title
+from ..proxy.forwarded import ProxyHeaders
 from ..proxy.trust import TrustedProxies
 from . import watchdog
 from .connection import HTTPConnection
@@ -129,8 +130,12 @@ class Worker:
             multiprocess=config.workers > 1,
             max_connections=config.max_connections,
             access_log=AccessLog(
-                config.access_log, config.access_log_format, site=spec.site.name if spec.site else "main"
+                config.access_log,
+                config.access_log_format,
+                site=spec.site.name if spec.site else "main",
+                client=config.access_log_client,
             ) if config.access_log else None,
+            proxy=ProxyHeaders(TrustedProxies(config.trusted_proxies), config.proxy_headers),
         )
         if tls_context is not None:
             self.ctx.url_scheme = "https"

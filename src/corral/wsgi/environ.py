@@ -81,6 +81,22 @@ def connection_environ(
     }
 
 
+def proxy_headers_in(environ: dict[str, Any]) -> bool:
+    """Whether a request carries a header only a trusted proxy may send (proxy/forwarded.py
+    PROXY_KEYS, checked there). Most requests carry none: a few dict probes, then nothing more."""
+    return (
+        "HTTP_X_FORWARDED_FOR" in environ
+        or "HTTP_X_FORWARDED_PROTO" in environ
+        or "HTTP_FORWARDED" in environ
+        or "HTTP_X_FORWARDED_HOST" in environ
+        or "HTTP_X_FORWARDED_PORT" in environ
+        or "HTTP_X_FORWARDED_PREFIX" in environ
+        or "HTTP_X_REAL_IP" in environ
+        or "HTTP_X_FORWARDED_SSL" in environ
+        or "HTTP_X_FORWARDED_SCHEME" in environ
+    )
+
+
 def request_environ(base: dict[str, Any], request: Request, body: BinaryIO) -> dict[str, Any]:
     environ = base.copy()
     path = request.path
