@@ -9,9 +9,11 @@ import sys
 
 from ..config import Config
 from ..config.plan import Plan
+from ..hooks import MasterHooks
+from ..loading import AppLoadError
 from ..observe import logs
 from ..process.arbiter import Arbiter
-from ..server.listeners import BindError, listen, parse_bind
+from ..server.listeners import BindError, SocketOptions, listen, parse_bind
 
 log = logging.getLogger("corral.error")
 
@@ -43,10 +45,12 @@ def inherited_listeners() -> list[socket.socket]:
 
 
 def open_listeners(config: Config) -> list[socket.socket]:
+    """Bind every --bind address; --socket-mode/--socket-owner/--reuse-port apply to these only."""
+    options = SocketOptions.from_config(config.socket_mode, config.socket_owner, config.reuse_port)
     sockets = []
     for text in config.bind:
         address = parse_bind(text)
-        sock = listen(address, config.backlog)
+        sock = listen(address, config.backlog, options)
         sockets.append(sock)
         log.info("Listening at %s", address.url(sock))
     return sockets
@@ -54,6 +58,11 @@ def open_listeners(config: Config) -> list[socket.socket]:
 
 def serve(config: Config, plan: Plan | None = None) -> int:
     logs.configure(config.log_level)
+    try:
+        hooks = MasterHooks.load(config)  # when_ready, on_reload: the master's own hooks
+    except AppLoadError as exc:
+        sys.stderr.write(f"{exc.user_traceback or ''}corral: error: {exc}\n")
+        return 1
     try:
         activated = inherited_listeners()
         sockets = activated or open_listeners(config)
@@ -67,7 +76,7 @@ def serve(config: Config, plan: Plan | None = None) -> int:
         what = config.app or (f"Django settings {config.settings}" if config.settings else "the welcome app")
         log.info("Corral %s serving %s", _version(), what)
     try:
-        return Arbiter(config, sockets, sites, socket_activated=bool(activated)).run()
+        return Arbiter(config, sockets, sites, socket_activated=bool(activated), hooks=hooks).run()
     finally:
         close_listeners(sockets, remove_files=not activated)  # systemd owns its socket files
 
