@@ -71,16 +71,16 @@ class SocketOptions:
 
 def listen(address: Address, backlog: int, options: SocketOptions | None = None) -> socket.socket:
     options = options or SocketOptions()
+    if address.family == socket.AF_UNIX:
+        _remove_stale_unix_socket(address.host)
+    sock = socket.socket(address.family, socket.SOCK_STREAM)
     try:
         if address.family == socket.AF_UNIX:
-            _remove_stale_unix_socket(address.host)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(address.host)
             # Before listen(): until then a connect() is refused, so no one gets in under the
             # umask's mode in between.
-            _set_file_access(sock, address.host, options)
+            _set_file_access(address.host, options)
         else:
-            sock = socket.socket(address.family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if options.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -88,21 +88,24 @@ def listen(address: Address, backlog: int, options: SocketOptions | None = None)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((address.host, address.port))
         sock.listen(backlog)
+    except BindError:
+        sock.close()
+        raise
     except OSError as exc:
+        sock.close()
         raise BindError(f"cannot listen on {address.url()}: {exc.strerror or exc}") from None
     sock.setblocking(False)
     os.set_inheritable(sock.fileno(), True)
     return sock
 
 
-def _set_file_access(sock: socket.socket, path: str, options: SocketOptions) -> None:
+def _set_file_access(path: str, options: SocketOptions) -> None:
     try:
         if options.owner is not None:
             os.chown(path, *options.owner)
         os.chmod(path, options.mode)
     except OSError as exc:
-        sock.close()
-        os.unlink(path)
+        os.unlink(path)  # ours, just made: not left behind with the wrong owner or mode
         if options.owner is not None and exc.errno == errno.EPERM:
             raise BindError(
                 f"cannot give unix:{path} to {options.owner_name}: changing a socket's owner "
