@@ -59,7 +59,8 @@ def load_hooks(config: Config, names: frozenset[str] | set[str]) -> dict[str, Ho
         what = f"{name} hook"
         target = load_object(spec, what)
         if not callable(target):
-            raise AppLoadError(f"cannot load {what} {spec!r}: it is a {type(target).__name__}, not a function")
+            kind = f"{type(target).__name__} {target!r:.40}"
+            raise AppLoadError(f"cannot load {what} {spec!r}: not a function (it is {kind})")
         loaded[name] = target
     return loaded
 

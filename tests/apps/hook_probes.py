@@ -1,8 +1,9 @@
-"""Server hooks for the hook tests: each appends one JSON line [pid, event, ...] to $HOOK_LOG.
+"""Server hooks for the hook tests: each writes one line `hook_probes: [pid, event, ...]` to stderr.
 
-The test reads the file and compares the pids with the master's (the server
-process) and the workers' (the app's /pid route), so it sees in which process
-each hook ran. The *_raises variants raise, to test failure handling.
+The test reads the server's stderr as it comes, waits for these lines, and compares
+their pids with the master's (the server process) and the workers' (the app's /pid
+route), so it sees in which process each hook ran. The *_raises variants raise, to
+test failure handling.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 
 def _note(event: str, *details: Any) -> None:
-    with open(os.environ["HOOK_LOG"], "a", encoding="utf-8") as f:
-        f.write(json.dumps([os.getpid(), event, *details]) + "\n")
+    # One write of one short line: lines of several processes on one pipe do not interleave.
+    sys.stderr.write(f"hook_probes: {json.dumps([os.getpid(), event, *details])}\n")
+    sys.stderr.flush()
 
 
 def post_fork(worker: Any) -> None:
