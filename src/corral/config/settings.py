@@ -186,7 +186,7 @@ class Config:
     hooks: tuple[str, ...] = setting(
         (),
         "Call your function at a server event: NAME=module:function, NAME one of "
-        f"{', '.join(hook_names.HOOKS)} (repeatable; see docs/hooks.md).",
+        f"{', '.join(hook_names.HOOKS)} (repeatable; see docs/operations.md).",
         hook_names.parse_hook_assignment,
         metavar="NAME=MODULE:FUNCTION",
         multiple=True,
