@@ -20,6 +20,7 @@ from typing import Any
 from ..config import Config, Plan
 from ..config.settings import SETTINGS, toml_key
 from ..config.sites import SiteConfig, implicit_site
+from ..hooks import MasterHooks, WorkerHooks, spec_of
 from ..loading import AppLoadError
 from ..middleware.compose import apply_middleware, load_site_apps
 from ..process.spawn import decode_site, encode_site
@@ -51,6 +52,7 @@ def check(plan: Plan | Config) -> int:
     _print_sites(plan, env_keys)
     sys.stdout.flush()  # before forking, or the children would print our buffer again
     failed = [site.name for site in plan.sites if not _load_site(site, plan.multi_site)]
+    problems += _check_master_hooks(plan.server)
     for problem in problems:
         sys.stderr.write(f"corral: error: {problem}\n")
     ok = not failed and not problems
@@ -124,6 +126,19 @@ def _account_problems(site: SiteConfig) -> list[str]:
     return problems
 
 
+def _check_master_hooks(server: Config) -> list[str]:
+    """when_ready and on_reload import in the master: here, after the sites were loaded."""
+    try:
+        hooks = MasterHooks.load(server)
+    except AppLoadError as exc:
+        if exc.user_traceback:
+            sys.stderr.write(exc.user_traceback)
+        return [str(exc)]
+    for name in hooks.loaded:
+        print(f"Server: loaded {name} hook {spec_of(server, name)} (runs in the master)")
+    return []
+
+
 # -- loading each site in a child --------------------------------------------------
 
 
@@ -183,12 +198,14 @@ def load_site_spec(spec: dict[str, Any]) -> int:
         if spec["isolated"]:
             os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # a site never inherits the master's settings
         prepare_process(site.config)
+        hooks = WorkerHooks.load(site.config)  # imported as a worker does: before the app
         app, mounted = load_site_apps(site)
         loaded = [f"app {_describe(app)}"]
         loaded += [f"{prefix} -> {_describe(mount)}" for prefix, mount in mounted.items()]
         apply_middleware(app, site)
         if site.middleware:
             loaded.append(f"{len(site.middleware)} middleware")
+        loaded += [f"{name} hook {spec_of(site.config, name)}" for name in hooks.loaded]
         print(f"Site {site.name}: loaded {', '.join(loaded)} (Python {sys.version.split()[0]})")
         sys.stdout.flush()
         return 0

@@ -9,9 +9,11 @@ import sys
 
 from ..config import Config
 from ..config.plan import Plan
+from ..hooks import MasterHooks
+from ..loading import AppLoadError
 from ..observe import logs
 from ..process.arbiter import Arbiter
-from ..server.listeners import BindError, listen, parse_bind, proxy_protocol_fds
+from ..server.listeners import BindError, SocketOptions, listen, parse_bind, proxy_protocol_fds
 
 log = logging.getLogger("corral.error")
 
@@ -43,10 +45,12 @@ def inherited_listeners() -> list[socket.socket]:
 
 
 def open_listeners(config: Config) -> list[socket.socket]:
+    """Bind every --bind address; --socket-mode/--socket-owner/--reuse-port apply to these only."""
+    options = SocketOptions.from_config(config.socket_mode, config.socket_owner, config.reuse_port)
     sockets = []
     for text in config.bind:
         address = parse_bind(text)
-        sock = listen(address, config.backlog)
+        sock = listen(address, config.backlog, options)
         sockets.append(sock)
         expects = " (PROXY protocol)" if address.proxy_protocol or config.proxy_protocol else ""
         log.info("Listening at %s%s", address.url(sock, "https" if config.certfile else "http"), expects)
@@ -66,6 +70,11 @@ def proxy_listeners(config: Config, sockets: list[socket.socket], activated: boo
 def serve(config: Config, plan: Plan | None = None) -> int:
     logs.configure(config.log_level)
     try:
+        hooks = MasterHooks.load(config)  # when_ready, on_reload: the master's own hooks
+    except AppLoadError as exc:
+        sys.stderr.write(f"{exc.user_traceback or ''}corral: error: {exc}\n")
+        return 1
+    try:
         activated = inherited_listeners()
         sockets = activated or open_listeners(config)
         proxy_fds = proxy_listeners(config, sockets, bool(activated))
@@ -79,7 +88,8 @@ def serve(config: Config, plan: Plan | None = None) -> int:
         what = config.app or (f"Django settings {config.settings}" if config.settings else "the welcome app")
         log.info("Corral %s serving %s", _version(), what)
     try:
-        return Arbiter(config, sockets, sites, socket_activated=bool(activated), proxy_fds=proxy_fds).run()
+        return Arbiter(config, sockets, sites, socket_activated=bool(activated), proxy_fds=proxy_fds,
+                       hooks=hooks).run()
     finally:
         close_listeners(sockets, remove_files=not activated)  # systemd owns its socket files
 

@@ -4,14 +4,13 @@ How this works: the file is parsed with tomllib, then each table (the top
 level, each [profile.NAME], each [sites.NAME]) is turned into a *layer*: a
 dict from setting name to parsed value, holding only the keys the table set.
 Layers stack by plain dict update (top level < profile < command line), except
-`env`, whose keys merge. Every setting's TOML key, accepted types and parser
+tables (`env`, `hooks`), whose keys merge. Every setting's TOML key, accepted types and parser
 come from its declaration in settings.py, so nothing here lists settings.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import Field
@@ -19,11 +18,11 @@ from typing import Any
 
 from .problems import ConfigError, Problems
 from .settings import BY_NAME, SETTINGS, Config, toml_key
-from .values import TOML_TYPES, ValueProblem, toml_type_name
+from .values import TOML_TYPES, ValueProblem
+from .values import shown as _shown
 
 CONFIG_FILE = "corral.toml"
 PROFILE_ENV = "CORRAL_PROFILE"
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 Layer = dict[str, Any]
 
@@ -87,8 +86,8 @@ def parse_table(
 def parse_value(setting: Field[Any], value: Any, base_dir: str) -> Any:
     """One TOML value for one setting: type-checked, parsed, relative paths anchored."""
     meta = setting.metadata
-    if setting.name == "env":
-        return parse_env_table(value)
+    if meta["table"] is not None:
+        return meta["table"](value)
     if meta["multiple"]:
         if not isinstance(value, list):
             raise ValueProblem(f"expected an array of {_expected(setting)}s, got {_shown(value)}")
@@ -97,41 +96,36 @@ def parse_value(setting: Field[Any], value: Any, base_dir: str) -> Any:
     return _anchor(setting, _parse_one(setting, value), base_dir)
 
 
-def parse_env_table(value: Any) -> dict[str, str]:
-    """`env = { KEY = "value" }`: values must be strings, so `DEBUG = 1` is not silently "1"."""
-    if not isinstance(value, dict):
-        raise ValueProblem(f'expected a table such as env = {{ KEY = "value" }}, got {_shown(value)}')
-    result: dict[str, str] = {}
-    for key, item in value.items():
-        if not _ENV_NAME_RE.match(key):
-            raise ValueProblem(f"{key!r} is not a valid environment variable name")
-        if not isinstance(item, str):
-            raise ValueProblem(f'{key}: expected a string (write {key} = "{_plain(item)}"), got {_shown(item)}')
-        result[key] = item
-    return result
+def is_table(name: str) -> bool:
+    """A setting written as a TOML table (`env`, `hooks`): its layers merge key by key."""
+    setting = BY_NAME.get(name)
+    return setting is not None and setting.metadata["table"] is not None
 
 
 def merge(*layers: Layer) -> Layer:
-    """Later layers win; `env` tables merge key by key."""
+    """Later layers win; tables (`env`, `hooks`) merge key by key."""
     result: Layer = {}
     for layer in layers:
         for name, value in layer.items():
-            if name == "env" and "env" in result:
-                result["env"] = {**result["env"], **value}
+            if name in result and is_table(name):
+                result[name] = {**result[name], **value}
             else:
                 result[name] = value
     return result
 
 
 def config_from_layer(layer: Layer) -> Config:
-    changes = dict(layer)
-    if "env" in changes:
-        changes["env"] = tuple(f"{key}={value}" for key, value in changes["env"].items())
+    changes: dict[str, Any] = {name: table_pairs(value) if is_table(name) else value for name, value in layer.items()}
     return Config(**changes)
 
 
-def env_layer(pairs: Iterable[str]) -> dict[str, str]:
-    """Command-line `--env KEY=VALUE` pairs as an env table (the last of a key wins)."""
+def table_pairs(table: Mapping[str, str]) -> tuple[str, ...]:
+    """A table as the Config holds it: the `KEY=VALUE` pairs the command line takes."""
+    return tuple(f"{key}={value}" for key, value in table.items())
+
+
+def pairs_table(pairs: Iterable[str]) -> dict[str, str]:
+    """`KEY=VALUE` pairs (the command line's, or a Config's) as a table; the last of a key wins."""
     result: dict[str, str] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
@@ -182,19 +176,6 @@ def _anchor(setting: Field[Any], value: Any, base_dir: str) -> Any:
 
 def _expected(setting: Field[Any]) -> str:
     return TOML_TYPES.get(setting.metadata["parse"], ((str,), "a string"))[1].removeprefix("a ")
-
-
-def _shown(value: Any) -> str:
-    kind = toml_type_name(value)
-    if isinstance(value, (dict, list)):
-        return kind
-    return f"{kind} {_plain(value)!r}" if isinstance(value, str) else f"{kind} {_plain(value)}"
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _misplaced(key: str, allowed: Mapping[str, Field[Any]]) -> str | None:

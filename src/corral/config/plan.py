@@ -17,8 +17,9 @@ from .files import (
     SERVER_KEYS,
     Layer,
     config_from_layer,
-    env_layer,
+    is_table,
     merge,
+    pairs_table,
     parse_table,
     read_toml,
     select_profile,
@@ -49,8 +50,9 @@ class Plan:
 def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mapping[str, Any] | None = None) -> Plan:
     """Resolve file + profile + flags. `cli_overrides` maps setting names to parsed flag values."""
     cli_layer: Layer = dict(cli_overrides or {})
-    if "env" in cli_layer:
-        cli_layer["env"] = env_layer(cli_layer["env"])
+    for name in cli_layer:
+        if is_table(name):
+            cli_layer[name] = pairs_table(cli_layer[name])
     if path is None:
         if profile is not None:
             raise ConfigError([f"profile {profile!r} chosen, but there is no config file (corral.toml or --config)"])

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..proxy import trust
+from . import hooks as hook_names
 from . import values
 
 _DEFAULT_BIND = ("127.0.0.1:8000",)
@@ -29,12 +30,15 @@ def setting(
     group: str = "server",
     site: bool = False,
     path: bool = False,
+    table: Callable[[Any], dict[str, str]] | None = None,
 ) -> Any:
     """Declare a setting.
 
     `site`: a [sites.NAME] table may override it for that site's workers.
     `path`: a relative value in corral.toml is resolved against the file's directory,
     so a config works the same whatever directory corral is started from.
+    `table`: in corral.toml the setting is a table, read by this parser; layers merge it key
+    by key, and the Config holds it as the `KEY=VALUE` pairs its repeatable flag takes.
     """
     meta = {
         "help": help,
@@ -46,6 +50,7 @@ def setting(
         "group": group,
         "site": site,
         "path": path,
+        "table": table,
     }
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for multi-valued defaults")
@@ -146,6 +151,7 @@ class Config:
         metavar="KEY=VALUE",
         multiple=True,
         group="app",
+        table=values.parse_env_table,
     )
     env_file: str | None = setting(
         None,
@@ -204,6 +210,34 @@ class Config:
     )
     backlog: int = setting(
         2048, "Listen backlog: connections the kernel queues before accept.", values.parse_positive_int, metavar="N"
+    )
+    socket_mode: str = setting(
+        "0660",
+        "Permissions of the unix: socket files Corral creates, in octal (660, 0660 or 0o660).",
+        values.parse_file_mode,
+        metavar="MODE",
+    )
+    socket_owner: str | None = setting(
+        None,
+        "Give the unix: socket files Corral creates to USER[:GROUP] (names or ids; needs root).",
+        values.parse_owner,
+        metavar="USER[:GROUP]",
+    )
+    reuse_port: bool = setting(
+        False,
+        "Set SO_REUSEPORT on TCP listeners, so several independent servers can share one port.",
+        values.parse_bool,
+    )
+    # In corral.toml hooks is a table (hooks = { post_fork = "mysite.hooks:post_fork" }), like env.
+    hooks: tuple[str, ...] = setting(
+        (),
+        "Call your function at a server event: NAME=module:function, NAME one of "
+        f"{', '.join(hook_names.HOOKS)} (repeatable; see docs/operations.md).",
+        hook_names.parse_hook_assignment,
+        metavar="NAME=MODULE:FUNCTION",
+        multiple=True,
+        site=True,
+        table=hook_names.parse_hooks_table,
     )
     max_connections: int = setting(
         1000, "Open connections per worker; more get 503.", values.parse_positive_int, metavar="N", site=True

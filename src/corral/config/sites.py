@@ -27,7 +27,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ..server.routing import Router, under
-from .files import Layer, keys_for, parse_table
+from .files import Layer, is_table, keys_for, pairs_table, parse_table, table_pairs
+from .hooks import master_hooks_in
 from .problems import Problems, table_name
 from .settings import SETTINGS, Config
 from .values import ValueProblem, parse_positive_int, toml_type_name
@@ -35,6 +36,7 @@ from .values import ValueProblem, parse_positive_int, toml_type_name
 # Keys only a site has, with what each expects (for "got X, expected Y" messages).
 SITE_ONLY_KEYS = ("processes", "virtualenv", "hosts", "default", "mount", "mounts", "middleware", "user", "group")
 APP_SETTINGS = tuple(f for f in SETTINGS if f.metadata["group"] == "app")
+_APP_NAMES = frozenset(f.name for f in APP_SETTINGS)
 SITE_SETTINGS = keys_for(f for f in SETTINGS if f.metadata["group"] == "app" or f.metadata["site"])
 
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
@@ -110,6 +112,8 @@ def parse_site_table(name: str, table: Any, where: str, problems: Problems, base
         problems.add(where, None, f"expected a table, got {toml_type_name(table)}")
         return {}
     layer = parse_table(table, SITE_SETTINGS, where, problems, base_dir, extra=SITE_ONLY_KEYS)
+    for hook in master_hooks_in(layer.get("hooks", {})):
+        problems.add(where, "hooks", f"{hook} runs in the master, once for the server: set it at the top level")
     for key in SITE_ONLY_KEYS:
         if key not in table:
             continue
@@ -164,8 +168,11 @@ def _site(name: str, layer: Layer, server: Config) -> SiteConfig:
     overrides = {key for key in layer if key not in SITE_ONLY_KEYS}
     for key in overrides:
         changes[key] = layer[key]
-    if "env" in changes and isinstance(changes["env"], dict):
-        changes["env"] = tuple(f"{k}={v}" for k, v in changes["env"].items())
+        if is_table(key):
+            # A site's table merges over the server's (its hooks add to the server's), except
+            # an app table (env), which a site never inherits.
+            inherited = {} if key in _APP_NAMES else pairs_table(getattr(server, key))
+            changes[key] = table_pairs({**inherited, **layer[key]})
     return SiteConfig(
         name=name,
         config=server.replace(**changes),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SIZE_RE = re.compile(r"(\d+)\s*([kmg]?)(i?b)?\Z", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -104,6 +105,53 @@ def parse_env_assignment(text: str) -> str:
     return text
 
 
+def parse_env_table(value: object) -> dict[str, str]:
+    """`env = { KEY = "value" }`: values must be strings, so `DEBUG = 1` is not silently "1"."""
+    if not isinstance(value, dict):
+        raise ValueProblem(f'expected a table such as env = {{ KEY = "value" }}, got {shown(value)}')
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not _ENV_NAME_RE.match(key):
+            raise ValueProblem(f"{key!r} is not a valid environment variable name")
+        if not isinstance(item, str):
+            raise ValueProblem(f'{key}: expected a string (write {key} = "{plain(item)}"), got {shown(item)}')
+        result[key] = item
+    return result
+
+
+_MODE_RE = re.compile(r"(?:0o|0)?([0-7]{1,3})\Z", re.IGNORECASE)
+
+
+def parse_file_mode(text: str) -> str:
+    """Permission bits in octal: "660", "0660" and "0o660" all give "0660".
+
+    Kept as text (what `corral check` and --help show); octal_mode() gives the number.
+    Only a string in TOML: an integer 660 there would be decimal, which no one means.
+    """
+    match = _MODE_RE.match(parse_text(text).strip())
+    if not match:
+        raise ValueProblem(f'expected permission bits in octal, such as "0660", got {text!r}')
+    return f"0{int(match.group(1), 8):03o}"
+
+
+def octal_mode(text: str) -> int:
+    return int(text, 8)
+
+
+_ACCOUNT_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.$-]*\Z")
+
+
+def parse_owner(text: str) -> str:
+    """`USER`, `USER:GROUP` or `:GROUP`, by name or numeric id (looked up when used, not here)."""
+    user, colon, group = parse_text(text).strip().partition(":")
+    for part, what in ((user, "user"), (group, "group")):
+        if part and not _ACCOUNT_RE.match(part):
+            raise ValueProblem(f"{part!r} is not a {what} name or id")
+    if not user and not group or colon and not group:
+        raise ValueProblem(f"expected USER, USER:GROUP or :GROUP, got {text!r}")
+    return f"{user}{colon}{group}"
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -125,6 +173,8 @@ TOML_TYPES: dict[object, tuple[tuple[type, ...], str]] = {
     parse_text: ((str,), "a string"),
     parse_bool: ((bool,), "true or false"),
     parse_env_assignment: ((str,), 'a "KEY=VALUE" string'),
+    parse_file_mode: ((str,), 'an octal string such as "0660" (a TOML integer would be decimal)'),
+    parse_owner: ((str,), 'a "USER", "USER:GROUP" or ":GROUP" string'),
     parse_log_level: ((str,), f"one of {', '.join(repr(level) for level in LOG_LEVELS)}"),
 }
 
@@ -136,3 +186,17 @@ def toml_type_name(value: object) -> str:
         if isinstance(value, kind):
             return name
     return type(value).__name__
+
+
+def shown(value: object) -> str:
+    """A TOML value as an error message names it: `integer 1`, `string 'x'`, `table`."""
+    kind = toml_type_name(value)
+    if isinstance(value, (dict, list)):
+        return kind
+    return f"{kind} {plain(value)!r}" if isinstance(value, str) else f"{kind} {plain(value)}"
+
+
+def plain(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

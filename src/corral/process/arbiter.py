@@ -33,9 +33,11 @@ from typing import Any
 
 from ..config import Config
 from ..config.sites import SiteConfig
+from ..hooks import HookFailed, MasterHooks, ServerInfo
 from ..observe.state import MasterStats, exit_cause
 from ..observe.titles import set_title
 from ..server.handoff import handoff_pair, receive_connection
+from ..server.listeners import socket_url
 from ..server.spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
 from ..wsgi.response import error_response
 from . import acceptors, policy
@@ -114,9 +116,11 @@ class Arbiter:
         spawn: Spawner | None = None,
         socket_activated: bool = False,
         proxy_fds: frozenset[int] = frozenset(),
+        hooks: MasterHooks | None = None,
     ) -> None:
         self.socket_activated = socket_activated
         self.proxy_fds = proxy_fds  # listening sockets that expect the PROXY protocol
+        self.hooks = hooks
         self.config = config
         self.sockets = sockets
         self.sites = sites
@@ -351,6 +355,8 @@ class Arbiter:
             log.info("Not reloading: the server is stopping")
             return
         self.certificates.reload()
+        if self.hooks is not None:
+            self.hooks.on_reload(self.server_info(), site)
         for group in self.groups:
             if site is not None and group.name != site:
                 continue
@@ -470,6 +476,24 @@ class Arbiter:
         ) if self.multi_site else f"{len(self.groups[0].slots)} worker(s) x {self.config.threads} thread(s)"
         log.info("Corral ready: %s%s", summary, f" (down: {', '.join(down)})" if down else "")
         self.lifecycle.ready(summary + (f" (down: {', '.join(down)})" if down else ""))
+        if self.hooks is not None and len(down) < len(self.groups):  # someone accepts
+            try:
+                self.hooks.when_ready(self.server_info())
+            except HookFailed as exc:
+                self._fail_start(exc)
+
+    def _fail_start(self, exc: HookFailed) -> None:
+        """A hook that must not fail did: one line, the user's traceback, a stop, exit status 1."""
+        if exc.user_traceback:
+            sys.stderr.write(exc.user_traceback)
+        sys.stderr.write(f"corral: error: {exc}\n")
+        sys.stderr.flush()
+        self.exit_code = EXIT_FAILED
+        self.stop(graceful=True)
+
+    def server_info(self) -> ServerInfo:
+        addresses = tuple(socket_url(sock) for sock in self.sockets)
+        return ServerInfo(os.getpid(), tuple(g.name for g in self.groups), addresses)
 
     def _on_load_error(self, group: Group, text: str, user_traceback: object) -> None:
         if user_traceback:

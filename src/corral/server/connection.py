@@ -234,6 +234,8 @@ class HTTPConnection:
             ctx.proxy.apply(environ, self._peer_trusted)  # before routing: the rewritten host routes
         if ctx.router is not None and not self._route(request, environ):
             return False
+        if ctx.pre_request is not None:
+            ctx.pre_request(environ)
         ex = self.exchange = run.Exchange(self, request, environ)
         self.deadline_kind = NONE
         if stream is body:  # a 100-continue body arrives while the app runs: it needs a thread
@@ -362,6 +364,8 @@ class HTTPConnection:
         self.exchange = None
         if ctx.access_log is not None:
             ctx.access_log(ex)
+        if ctx.post_request is not None:
+            ctx.post_request(ex.environ, ex.code, duration)
         # What the response announced decides: one that went out as keep-alive before we began
         # draining must not be followed by a close (the client's next request would be reset).
         reusable = ex.keep_alive and not self._closed

@@ -67,6 +67,9 @@ class ServerContext:
     site_name: str = "main"
     app_name: str = "the app"  # what the error log calls the app: its spec, e.g. "mysite.wsgi:application"
     recycle: Callable[[str], None] = lambda reason: None
+    # Server hooks around each request (corral/hooks.py); None, the usual case, costs one check.
+    pre_request: Callable[[dict[str, Any]], None] | None = None
+    post_request: Callable[[dict[str, Any], int, float], None] | None = None
     _streaming_pool: ThreadPoolExecutor | None = None
     # Multi-site: the router, this worker's site, its mount and the other sites' handoff sockets.
     router: Router | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -72,27 +73,98 @@ def _parse_address(text: str, shown: str) -> Address:
     return Address(family, host, int(port))
 
 
-def listen(address: Address, backlog: int) -> socket.socket:
+@dataclass(frozen=True)
+class SocketOptions:
+    """What Corral does to the sockets it creates (systemd's are set up by their .socket unit)."""
+
+    mode: int = 0o660  # a unix: socket file's permissions
+    owner: tuple[int, int] | None = None  # (uid, gid) for a unix: socket file; -1 leaves one as is
+    owner_name: str = ""  # as the user wrote it, for messages
+    reuse_port: bool = False  # SO_REUSEPORT on TCP listeners
+
+    @classmethod
+    def from_config(cls, mode: str, owner: str | None, reuse_port: bool) -> SocketOptions:
+        """From the settings (--socket-mode, --socket-owner, --reuse-port); BindError for an
+        unknown user or group, before any socket is made."""
+        resolved = resolve_owner(owner) if owner else None
+        return cls(int(mode, 8), resolved, owner or "", reuse_port)
+
+
+def listen(address: Address, backlog: int, options: SocketOptions | None = None) -> socket.socket:
+    options = options or SocketOptions()
+    if address.family == socket.AF_UNIX:
+        _remove_stale_unix_socket(address.host)
+    sock = socket.socket(address.family, socket.SOCK_STREAM)
     try:
         if address.family == socket.AF_UNIX:
-            _remove_stale_unix_socket(address.host)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(address.host)
+            # Before listen(): until then a connect() is refused, so no one gets in under the
+            # umask's mode in between.
+            _set_file_access(address.host, options)
         else:
-            sock = socket.socket(address.family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if options.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if address.family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((address.host, address.port))
         sock.listen(backlog)
+    except BindError:
+        sock.close()
+        raise
     except OSError as exc:
         hint = ""
         if address.host == "proxy" and address.family != socket.AF_UNIX:
             hint = f" (for the PROXY protocol on port {address.port}, write proxy::{address.port})"
+        sock.close()
         raise BindError(f"cannot listen on {address.url()}: {exc.strerror or exc}{hint}") from None
     sock.setblocking(False)
     os.set_inheritable(sock.fileno(), True)
     return sock
+
+
+def _set_file_access(path: str, options: SocketOptions) -> None:
+    try:
+        if options.owner is not None:
+            os.chown(path, *options.owner)
+        os.chmod(path, options.mode)
+    except OSError as exc:
+        os.unlink(path)  # ours, just made: not left behind with the wrong owner or mode
+        if options.owner is not None and exc.errno == errno.EPERM:
+            raise BindError(
+                f"cannot give unix:{path} to {options.owner_name}: changing a socket's owner "
+                f"needs root (Corral runs as uid {os.geteuid()})"
+            ) from None
+        raise BindError(f"cannot set the permissions of unix:{path}: {exc.strerror or exc}") from None
+
+
+def resolve_owner(text: str) -> tuple[int, int]:
+    """`USER[:GROUP]` or `:GROUP` (names or numeric ids) as (uid, gid); -1: leave as is."""
+    import grp
+    import pwd
+
+    user, _, group = text.partition(":")
+    uid = gid = -1
+    if user:
+        try:
+            uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+        except KeyError:
+            raise BindError(f"--socket-owner {text!r}: no user named {user!r} on this machine") from None
+    if group:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise BindError(f"--socket-owner {text!r}: no group named {group!r} on this machine") from None
+    return uid, gid
+
+
+def socket_url(sock: socket.socket) -> str:
+    """What a listening socket is, as the log says it: http://HOST:PORT or unix:PATH."""
+    where = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{where}"
+    host = f"[{where[0]}]" if sock.family == socket.AF_INET6 else where[0]
+    return f"http://{host}:{where[1]}"
 
 
 def _remove_stale_unix_socket(path: str) -> None:

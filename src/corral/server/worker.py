@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+from ..hooks import WorkerHooks, WorkerInfo
 from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
 from ..observe.access import AccessLog
@@ -82,6 +83,8 @@ def run_worker(spec: WorkerSpec) -> int:
             os.environ.pop("DJANGO_SETTINGS_MODULE", None)
             drop_privileges(spec.site.user, spec.site.group)
         prepare_process(config)
+        hooks = WorkerHooks.load(config)
+        hooks.post_fork(worker_info(spec))  # before the app: where pools and tracing are set up
         if spec.site is not None:
             from ..middleware.compose import build_site_app
 
@@ -91,7 +94,7 @@ def run_worker(spec: WorkerSpec) -> int:
     except AppLoadError as exc:
         send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
         return EXIT_APP_LOAD_ERROR
-    worker = Worker(spec, app, tls_context)
+    worker = Worker(spec, app, tls_context, hooks)
     return worker.run()
 
 
@@ -102,10 +105,18 @@ def app_name(spec: WorkerSpec) -> str:
     return f"{name} (site {spec.site.name})" if spec.site is not None else name
 
 
+def worker_info(spec: WorkerSpec) -> WorkerInfo:
+    site = spec.site.name if spec.site is not None else None
+    return WorkerInfo(pid=os.getpid(), site=site, index=spec.index, threads=spec.config.threads)
+
+
 class Worker:
-    def __init__(self, spec: WorkerSpec, app: Any, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, spec: WorkerSpec, app: Any, tls_context: ssl.SSLContext | None = None, hooks: WorkerHooks | None = None
+    ) -> None:
         self.spec = spec
         self.tls_context = tls_context
+        self.hooks = hooks
         config = spec.config
         self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
@@ -151,6 +162,9 @@ class Worker:
         self.ctx.hide_loop = loop_sensitive()
         self.ctx.recycle_at = watchdog.request_limit(config)
         self.ctx.recycle = self.recycle
+        if hooks is not None:
+            self.ctx.pre_request = hooks.pre_request
+            self.ctx.post_request = hooks.post_request
         self.servers: list[asyncio.AbstractServer] = []
         self.parent = os.getppid()
         self.stopped = asyncio.Event()
@@ -196,6 +210,8 @@ class Worker:
         await self.stopped.wait()
         sweeper.cancel()
         await self._drain()
+        if self.hooks is not None:
+            self.hooks.worker_exit(worker_info(self.spec))
         return 0
 
     async def _listen(self, sock: socket.socket, fd: int) -> asyncio.AbstractServer:

@@ -141,7 +141,7 @@ DEFAULT_SITE = '[sites.d]\napp = "d:app"\ndefault = true\n'
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('app = "a:app"\nhost = ["a.com"]', '[sites.s] host: unknown key (did you mean "hosts"?)'),
+        ('app = "a:app"\nhost = ["a.com"]', '[sites.s] host: unknown key (did you mean "hosts" or "hooks"?)'),
         ('app = "a:app"\nprocess = 2\ndefault = true', '[sites.s] process: unknown key (did you mean "processes"?)'),
         ('app = "a:app"\ndefault = true\nbind = ["x:1"]', "[sites.s] bind: is a server-wide setting; set it at the top level (or in a profile), not in a site"),
         ('app = "a:app"\ndefault = true\nworkers = 2', "[sites.s] workers: is a server-wide setting; set it at the top level (or in a profile), not in a site"),
