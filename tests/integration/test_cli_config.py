@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from corral import install_command
 from helpers import APPS, Server
 
 # An app that answers with the variables the profiles set, read from the worker's os.environ.
@@ -333,7 +334,7 @@ def test_check_names_a_virtualenv_without_corral(sites_project: Path) -> None:
     assert result.returncode == 1
     python = sites_project / "bare" / "bin" / "python"
     expected = f"corral: error: site 'beta': Corral is not installed in virtualenv {sites_project / 'bare'} "
-    assert f"{expected}(run {python} -m pip install corral)" in result.stderr
+    assert f"{expected}(install it there: {install_command(str(python))})" in result.stderr
 
 
 def test_check_rejects_overlapping_sites(sites_project: Path) -> None:
