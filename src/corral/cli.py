@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Write a {CONFIG_FILE} with dev and prod profiles for the Django project in this directory.",
     )
     init.add_argument("--force", action="store_true", help=f"Overwrite an existing {CONFIG_FILE}.")
+    init.add_argument("--prod-settings", default=None, metavar="MODULE",
+                      help="The production settings module for [profile.prod] (default: found beside the settings).")
+    init.add_argument("--bind", "-b", dest="bind", action="append", default=[], metavar="ADDRESS",
+                      help="The prod profile's address (repeatable; default 127.0.0.1:8000, loopback).")
+    init.add_argument("--env-file", default=None, metavar="FILE",
+                      help="The prod profile's env file (default: prod.env beside manage.py, written if needed).")
     for name, text in (
         ("status", "Show every site and worker of a running server (pid, state, requests, RSS, age)."),
         ("reload", "Reload the app code with zero failed requests (all sites, or one)."),
@@ -178,9 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "init":
-        from .commands.init import init
+        from .commands.init import Choices, init
 
-        return init(os.getcwd(), force=args.force)
+        choices = Choices(args.prod_settings, tuple(args.bind), args.env_file)
+        return init(os.getcwd(), force=args.force, choices=choices)
     try:
         plan = plan_from_args(args)
     except UsageError as exc:

@@ -57,8 +57,7 @@ def check(plan: Plan | Config) -> int:
         sys.stderr.write(f"corral: warning: {warning}\n")
     sys.stdout.flush()  # before forking, or the children would print our buffer again
     sys.stderr.flush()
-    exposure = settings_guard.exposure(plan.profile, _binds(plan.server.bind))
-    results = {site.name: _load_site(site, plan.multi_site, exposure) for site in plan.sites}
+    results = _load_sites(plan)
     for problem in problems:
         sys.stderr.write(f"corral: error: {problem}\n")
     ok = all(code in (LOADED, WARNED) for code in results.values()) and not problems
@@ -68,6 +67,18 @@ def check(plan: Plan | Config) -> int:
     else:
         print(f"OK, with {warned} warning(s) (above)" if warned else "OK")
     return 0 if ok else 1
+
+
+def load_apps(plan: Plan) -> bool:
+    """Load every site's app as `check` does (each in a child), printing what happened; True if all loaded."""
+    sys.stdout.flush()  # before forking, or the children would print our buffer again
+    sys.stderr.flush()
+    return all(code in (LOADED, WARNED) for code in _load_sites(plan).values())
+
+
+def _load_sites(plan: Plan) -> dict[str, int]:
+    exposure = settings_guard.exposure(plan.profile, _binds(plan.server.bind))
+    return {site.name: _load_site(site, plan.multi_site, exposure) for site in plan.sites}
 
 
 def _binds(texts: tuple[str, ...]) -> list[settings_guard.Bind]:
