@@ -126,3 +126,40 @@ def test_reload_with_broken_code_keeps_old_workers(serve, tmp_path: Path) -> Non
     assert conn.getresponse().read() == b"v1"
     conn.close()
     assert server.proc.poll() is None
+
+
+def _status(control: Path) -> dict:  # type: ignore[type-arg]
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "corral", "status", "--control-socket", str(control), "--json"],
+                            capture_output=True, text=True, timeout=20, check=True)
+    return json.loads(result.stdout)["sites"][0]  # type: ignore[no-any-return]
+
+
+def test_reload_and_stop_say_when_they_finish_and_status_shows_the_last_reload(tmp_path: Path) -> None:
+    module = tmp_path / "versioned.py"
+    module.write_text(APP.format(version="v1"))
+    control = tmp_path / "ctl"
+    server = Server(["versioned:app", "--workers", "2", "--chdir", str(tmp_path), "--control-socket", str(control)])
+    try:
+        assert _status(control)["last_reload"] is None
+        module.write_text(APP.format(version="v2"))
+        mark = len(server.log_lines)
+        server.signal(signal.SIGHUP)
+        assert server.wait_for(r"Reload of app done: 2 worker\(s\) of the new code serving", 15, start=mark), \
+            server.log()
+        assert _status(control)["last_reload"] == {"generation": 1, "state": "done"}
+        module.write_text("def app(:\n")
+        mark = len(server.log_lines)
+        server.signal(signal.SIGHUP)
+        assert server.wait_for(r"new code failed to load", 15, start=mark), server.log()
+        failed = _status(control)["last_reload"]
+        assert failed["state"] == "failed" and failed["generation"] == 2 and "syntax error" in failed["error"]
+        assert "Reload of app done" not in "".join(server.log_lines[mark:])
+        server.signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+        assert server.wait_for(r"Stopped: every worker has exited \(\d+\.\ds after the stop began\)", 5), server.log()
+    finally:
+        server.stop()

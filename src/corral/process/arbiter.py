@@ -71,6 +71,8 @@ class Group:
     down: bool = False  # its app failed to load: backed off, connections get 503
     generation: int = 0
     restarts: Counter[str] = field(default_factory=Counter)  # worker replacements by cause
+    # The latest reload, for `corral status`: {"generation", "state": running|done|failed, "error"?}.
+    last_reload: dict[str, object] | None = None
     handoff_send: socket.socket | None = None
     handoff_receive: socket.socket | None = None
 
@@ -118,6 +120,7 @@ class Arbiter:
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = False
         self.stop_deadline = 0.0
+        self.stop_started = 0.0
         self.exit_code = EXIT_OK
         self.interrupts = 0
         self.stragglers_killed = False
@@ -181,6 +184,9 @@ class Arbiter:
                 for sock in (group.handoff_send, group.handoff_receive):
                     if sock is not None:
                         sock.close()
+        if self.stopping:
+            log.info("Stopped: every worker has exited (%.1fs after the stop began)",
+                     time.monotonic() - self.stop_started)
         return self.exit_code
 
     def _tick(self) -> None:
@@ -245,7 +251,8 @@ class Arbiter:
         if not self.stopping:
             self.stopping = True
             margin = self.config.graceful_timeout + _KILL_MARGIN if graceful else 0.0
-            self.stop_deadline = time.monotonic() + margin
+            self.stop_started = time.monotonic()
+            self.stop_deadline = self.stop_started + margin
             self.stats.set_draining()
             self.stragglers_killed = not graceful  # an immediate stop kills by design: no warning
         self._kill_all(signal.SIGTERM if graceful else signal.SIGKILL)
@@ -294,6 +301,7 @@ class Arbiter:
                 continue
             log.info("Reloading %s: starting %d new workers", group.label, len(group.slots))
             group.generation += 1
+            group.last_reload = {"generation": group.generation, "state": "running"}
             group.down = False
             self.stats.site_down(group.name, False)
             old = group.slots
@@ -424,6 +432,8 @@ class Arbiter:
             return
         if any(h.group is group and h.generation < group.generation for h in self.workers.values()):
             log.error("%s: the new code failed to load; the old workers keep serving: %s", group.label, text)
+            if group.last_reload is not None:
+                group.last_reload["error"] = text
             self._abandon_generation(group)
             return
         log.error("%s could not load its app and is backed off: %s", group.label.capitalize(), text)
@@ -446,6 +456,8 @@ class Arbiter:
                 self._signal(handle.pid, signal.SIGTERM)
         old = [h for h in self.workers.values() if h.group is group and h.generation < group.generation]
         group.generation = max(h.generation for h in old)
+        if group.last_reload is not None:
+            group.last_reload["state"] = "failed"
         group.slots = [h.slot for h in old]
         for slot in group.slots:
             slot.retiring = False
@@ -544,6 +556,19 @@ class Arbiter:
                 pass
             handle.channel.close()
             self._on_exit(handle, status)
+            self._note_reload_done(handle.group)
+
+    def _note_reload_done(self, group: Group) -> None:
+        """A reload is done once its new generation is ready and the last old worker has exited."""
+        reload = group.last_reload
+        if reload is None or reload["state"] != "running" or reload["generation"] != group.generation:
+            return
+        if not all(slot.ready for slot in group.slots):
+            return
+        if any(h.group is group and h.generation < group.generation for h in self.workers.values()):
+            return
+        reload["state"] = "done"
+        log.info("Reload of %s done: %d worker(s) of the new code serving", group.label, len(group.slots))
 
     def _drain_channel(self, handle: WorkerHandle) -> None:
         """Read what a dead worker said last (e.g. its load error) before its exit is judged.

@@ -46,6 +46,7 @@ def status(arbiter: Arbiter) -> dict[str, Any]:
                 "threads": group.config.threads,
                 "down": group.down,
                 "restarts": dict(group.restarts),
+                "last_reload": dict(group.last_reload) if group.last_reload else None,
                 "workers": sorted(workers, key=lambda w: int(w["pid"])),  # type: ignore[call-overload]
             }
         )
@@ -68,6 +69,10 @@ def render(data: dict[str, Any]) -> str:
             f"site {site['name']}{down}: {site['processes']} x {site['threads']} threads; restarts: {restarts}"
         )
         header = f"  {'PID':>7}  {'STATE':9} {'REQUESTS':>9} {'IN FLIGHT':>9} {'CONNS':>6} {'RSS MiB':>8} {'AGE s':>7}"
+        reload = site.get("last_reload")
+        if reload:
+            error = f": {reload['error']}" if reload.get("error") else ""
+            lines.append(f"  last reload (generation {reload['generation']}): {reload['state']}{error}")
         lines.append(header)
         for w in site["workers"]:
             lines.append(
