@@ -9,3 +9,17 @@ def build() -> str:
 
     spec = find_spec("corral.http.parser")  # found, not imported: the master never loads the parser
     return "compiled" if spec is not None and spec.origin and not spec.origin.endswith(".py") else "pure Python"
+
+
+def install_command(python: str | None = None) -> str:
+    """How to install Corral (into `python`'s environment): from a checkout, as it is distributed.
+
+    Names this copy's own checkout when it runs from one (an editable install),
+    else a placeholder path; there is no package index release to name.
+    """
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ours = os.path.isfile(os.path.join(root, "pyproject.toml")) and os.path.isfile(os.path.join(root, "setup.py"))
+    pip = f"{python} -m pip" if python else "pip"
+    return f"{pip} install {root if ours else '/path/to/corral'}"

@@ -7,7 +7,6 @@ setting declarations in config/settings.py.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -71,16 +70,23 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="corral", description="Corral: a production WSGI server.")
+    parser = argparse.ArgumentParser(
+        prog="corral", description="Corral: a production WSGI server.", allow_abbrev=False
+    )
     parser.add_argument("--version", action="version", version=f"corral {__version__} ({build()})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # allow_abbrev=False everywhere: `--setting` must be an error, as a misspelt TOML key is.
     serve = commands.add_parser(
-        "serve", help="Serve a WSGI app in production.", description="Serve a WSGI app in production."
+        "serve",
+        allow_abbrev=False,
+        help="Serve a WSGI app in production.",
+        description="Serve a WSGI app in production.",
     )
     _add_setting_flags(serve)
     _add_config_flags(serve)
     dev = commands.add_parser(
         "dev",
+        allow_abbrev=False,
         help="Development server: one worker, threads, access log, reload on code changes.",
         description="Development server: one worker, threads, access log, reload on code changes.",
     )
@@ -91,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = commands.add_parser(
         "check",
+        allow_abbrev=False,
         help="Resolve the config and load the app without serving; non-zero on any problem.",
         description="Resolve config, profile, environment and app imports, print the plan, serve nothing.",
     )
@@ -98,16 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(check)
     init = commands.add_parser(
         "init",
+        allow_abbrev=False,
         help=f"Write a {CONFIG_FILE} with dev and prod profiles for the Django project here.",
         description=f"Write a {CONFIG_FILE} with dev and prod profiles for the Django project in this directory.",
     )
     init.add_argument("--force", action="store_true", help=f"Overwrite an existing {CONFIG_FILE}.")
+    init.add_argument("--prod-settings", default=None, metavar="MODULE",
+                      help="The production settings module for [profile.prod] (default: found beside the settings).")
+    init.add_argument("--bind", "-b", dest="bind", action="append", default=[], metavar="ADDRESS",
+                      help="The prod profile's address (repeatable; default 127.0.0.1:8000, loopback).")
+    init.add_argument("--env-file", default=None, metavar="FILE",
+                      help="The prod profile's env file (default: prod.env beside manage.py, written if needed).")
     for name, text in (
         ("status", "Show every site and worker of a running server (pid, state, requests, RSS, age)."),
         ("reload", "Reload the app code with zero failed requests (all sites, or one)."),
         ("stop", "Stop a running server."),
     ):
-        control = commands.add_parser(name, help=text, description=text + _CONTROL_HELP)
+        control = commands.add_parser(name, help=text, description=text + _CONTROL_HELP, allow_abbrev=False)
         _add_config_flags(control)
         control.add_argument("--bind", "-b", dest="bind", action="append", default=argparse.SUPPRESS, metavar="ADDRESS",
                              help="The server's first --bind, to find its default control socket.")
@@ -170,9 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "init":
-        from .commands.init import init
+        from .commands.init import Choices, init
 
-        return init(os.getcwd(), force=args.force)
+        choices = Choices(args.prod_settings, tuple(args.bind), args.env_file)
+        return init(os.getcwd(), force=args.force, choices=choices)
     try:
         plan = plan_from_args(args)
     except UsageError as exc:
@@ -180,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.exit(2, "".join(f"corral: error: {line}\n" for line in exc.problems))
     if args.command == "serve":
-        return _serve(plan, parser)
+        from .commands.serve import serve
+
+        return serve(plan.server, plan=plan)
     if args.command == "check":
         from .commands.check import check
 
@@ -203,19 +220,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dev(plan.server, list(args.watch))
     parser.error(f"unknown command {args.command}")
     return 2
-
-
-def _serve(plan: Plan, parser: argparse.ArgumentParser) -> int:
-    from .commands.serve import serve
-
-    if not plan.multi_site:
-        return serve(plan.server)
-    # Multi-site: serve() receives the plan beside the server config once the runtime supports it.
-    if "plan" not in inspect.signature(serve).parameters:
-        parser.exit(
-            2, f"corral: error: {plan.source} defines [sites], which this build of corral serve cannot run yet\n"
-        )
-    return serve(plan.server, plan=plan)  # type: ignore[call-arg]
 
 
 if __name__ == "__main__":

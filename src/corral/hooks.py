@@ -19,8 +19,7 @@ from typing import Any
 
 from .config import Config
 from .config.hooks import HOOKS, MASTER_HOOKS, hooks_of
-from .loading import AppLoadError, load_object
-from .loading import _user_traceback as user_traceback
+from .loading import AppLoadError, load_object, user_traceback
 
 log = logging.getLogger("corral.error")
 

@@ -81,7 +81,7 @@ def load_django_app(settings: str) -> WSGIApp:
         raise AppLoadError(f"Django settings {settings!r} are improperly configured: {exc}") from None
     except Exception as exc:
         raise AppLoadError(
-            f"setting up Django with {settings!r} raised {type(exc).__name__}: {exc}", _user_traceback(exc)
+            f"setting up Django with {settings!r} raised {type(exc).__name__}: {exc}", user_traceback(exc)
         ) from None
     if not dotted:
         from django.core.handlers.wsgi import WSGIHandler
@@ -136,17 +136,17 @@ def _import(module_name: str, spec: str, what: str = "module") -> Any:
             raise _ModuleMissing(module_name, error) from None
         raise AppLoadError(
             f"cannot load app {spec!r}: importing {module_name!r} failed: no module named {missing!r}",
-            _user_traceback(exc),
+            user_traceback(exc),
         ) from None
     except SyntaxError as exc:
         raise AppLoadError(
             f"cannot load app {spec!r}: syntax error in {exc.filename}, line {exc.lineno}: {exc.msg}",
-            _user_traceback(exc),
+            user_traceback(exc),
         ) from None
     except Exception as exc:
         raise AppLoadError(
             f"cannot load app {spec!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}",
-            _user_traceback(exc),
+            user_traceback(exc),
         ) from None
 
 
@@ -169,7 +169,7 @@ def _resolve(module: Any, module_name: str, expression: str, spec: str) -> WSGIA
         except Exception as exc:
             raise AppLoadError(
                 f"cannot load app {spec!r}: factory {name.strip()}() raised {type(exc).__name__}: {exc}",
-                _user_traceback(exc),
+                user_traceback(exc),
             ) from None
     if not callable(target):
         raise AppLoadError(
@@ -193,14 +193,13 @@ def _literal_call_args(expression: str, spec: str) -> tuple[list[Any], dict[str,
     return positional, keywords
 
 
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback without frames from importlib or Corral itself."""
+def user_traceback(exc: BaseException, hide: tuple[str, ...] = ()) -> str:
+    """The traceback without frames from importlib, Corral itself or the directories in `hide`."""
+    hidden = (_OUR_DIR, _IMPORTLIB_DIR, *hide)
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith(_OUR_DIR)
-        and "importlib._bootstrap" not in frame.filename
-        and not frame.filename.startswith(_IMPORTLIB_DIR)
+        if not frame.filename.startswith(hidden) and "importlib._bootstrap" not in frame.filename
     ]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines += traceback.format_exception_only(type(exc), exc)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from corral import install_command
 from helpers import APPS, Server
 
 # An app that answers with the variables the profiles set, read from the worker's os.environ.
@@ -333,7 +334,7 @@ def test_check_names_a_virtualenv_without_corral(sites_project: Path) -> None:
     assert result.returncode == 1
     python = sites_project / "bare" / "bin" / "python"
     expected = f"corral: error: site 'beta': Corral is not installed in virtualenv {sites_project / 'bare'} "
-    assert f"{expected}(run {python} -m pip install corral)" in result.stderr
+    assert f"{expected}(install it there: {install_command(str(python))})" in result.stderr
 
 
 def test_check_rejects_overlapping_sites(sites_project: Path) -> None:
@@ -350,28 +351,68 @@ def test_check_rejects_overlapping_sites(sites_project: Path) -> None:
 # -- corral init -----------------------------------------------------------------------
 
 
-def test_init_in_a_startproject_then_check_and_serve_both_profiles(serve, tmp_path: Path) -> None:
+PROD_SETTINGS = """
+import os
+
+from .settings import *  # noqa: F403
+
+DEBUG = False
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+ALLOWED_HOSTS = os.environ["DJANGO_ALLOWED_HOSTS"].split(",")
+"""
+
+
+def startproject(tmp_path: Path) -> Path:
     django_admin = Path(sys.executable).with_name("django-admin")
     subprocess.run(
         [str(django_admin), "startproject", "mysite", str(tmp_path)], check=True, timeout=60, env=clean_env()
     )
-    settings = tmp_path / "mysite" / "settings.py"
-    settings.write_text(settings.read_text() + "\nALLOWED_HOSTS = ['127.0.0.1', 'localhost']\n")
+    return tmp_path
+
+
+def test_init_in_a_startproject_then_check_and_serve_both_profiles(serve, tmp_path: Path) -> None:
+    startproject(tmp_path)
+    bare = corral("init", cwd=tmp_path)  # no production settings: refuse, never write prod on settings.py
+    assert bare.returncode == 1 and "no production settings module beside mysite.settings" in bare.stderr
+    assert "corral init --prod-settings MODULE" in bare.stderr and not (tmp_path / "corral.toml").exists()
+    (tmp_path / "mysite" / "prod.py").write_text(PROD_SETTINGS)
     first = corral("init", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert f"Wrote {tmp_path / 'corral.toml'}" in first.stdout
-    assert 'settings = "mysite.settings"' in (tmp_path / "corral.toml").read_text()
+    assert "Checking profile dev:" in first.stdout and "Checking profile prod:" in first.stdout
+    assert first.stdout.count("Site default: loaded app django.core.handlers.wsgi.WSGIHandler") == 2
+    written = (tmp_path / "corral.toml").read_text()
+    assert 'settings = "mysite.prod"' in written and 'env-file = "prod.env"' in written
+    assert 'bind = ["127.0.0.1:8000"]' in written
+    assert "DJANGO_SECRET_KEY=" in (tmp_path / "prod.env").read_text()
     again = corral("init", cwd=tmp_path)
     assert again.returncode == 1 and "already exists; use --force" in again.stderr
     assert corral("init", "--force", cwd=tmp_path).returncode == 0
-    for profile in ("dev", "prod"):
+    for profile, settings in (("dev", "mysite.settings"), ("prod", "mysite.prod")):
         result = corral("check", "--profile", profile, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        assert "settings mysite.settings" in result.stdout
-    server = serve("--profile", "prod", "--workers", "1", cwd=tmp_path)
+        assert f"settings {settings}" in result.stdout
+    assert "DEBUG" not in corral("check", "--profile", "prod", cwd=tmp_path).stderr
+    server = serve("--profile", "prod", "--workers", "1", "--bind", "127.0.0.1:0", cwd=tmp_path)
     raw = server.request(b"GET /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", timeout=15)
     assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
     assert b"csrfmiddlewaretoken" in raw
+    # DEBUG is off: a host outside ALLOWED_HOSTS gets Django's plain 400, not the debug page.
+    raw = server.request(b"GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", timeout=15)
+    assert raw.startswith(b"HTTP/1.1 400 "), raw[:300]
+    assert b"DisallowedHost" not in raw and b"settings" not in raw.lower()
+
+
+def test_init_fails_when_a_profile_does_not_load(tmp_path: Path) -> None:
+    startproject(tmp_path)
+    (tmp_path / "mysite" / "live.py").write_text("from .settings import *  # noqa: F403\nimport not_installed_here\n")
+    result = corral("init", "--prod-settings", "mysite.live", "--bind", "0.0.0.0:8000", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "No module named 'not_installed_here'" in result.stderr
+    assert result.stderr.endswith(
+        "corral: error: profile prod does not load (see above); fix it and run corral check --profile prod\n"
+    )
+    assert 'bind = ["0.0.0.0:8000"]' in (tmp_path / "corral.toml").read_text()
 
 
 def test_init_outside_a_django_project(tmp_path: Path) -> None:

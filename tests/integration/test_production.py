@@ -140,8 +140,8 @@ def make_site() -> Site:
     (package / "__init__.py").write_text("")
     (package / "wsgi.py").write_text(MYSITE_WSGI)
     site.set_version("v1")
-    (site.root / "srv/mysite/static").mkdir()
-    (site.root / "srv/mysite/static/site.css").write_text("body { color: green }\n")
+    (site.root / "srv/mysite/staticfiles").mkdir()
+    (site.root / "srv/mysite/staticfiles/site.css").write_text("body { color: green }\n")
     (site.root / "etc/corral").mkdir(parents=True)
     (site.root / "etc/corral/mysite.env").write_text("SITE_NAME=mysite\n")
     site.config.write_text(site.template((DATA / "corral.toml").read_text()))
@@ -356,7 +356,7 @@ def test_nginx_passes_requests_and_bodies(stack: Stack) -> None:
     payload = os.urandom(1024 * 1024)
     response, body = stack.request("POST", "/echo", body=payload, headers={"Content-Type": "application/octet-stream"})
     assert response.status == 200 and body == payload
-    response, body = stack.request("GET", "/static/site.css")  # nginx's own, from /srv/mysite/static/
+    response, body = stack.request("GET", "/static/site.css")  # nginx's own, from /srv/mysite/staticfiles/
     assert (response.status, body) == (200, b"body { color: green }\n")
     assert response.getheader("Cache-Control") == "max-age=604800"
     conn = http.client.HTTPConnection("127.0.0.1", stack.http_port, timeout=10)

@@ -126,3 +126,4 @@ def test_reload_with_broken_code_keeps_old_workers(serve, tmp_path: Path) -> Non
     assert conn.getresponse().read() == b"v1"
     conn.close()
     assert server.proc.poll() is None
+

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from corral import install_command
 from helpers import Server, read_response
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout these tests belong to
@@ -167,6 +168,7 @@ def test_a_virtualenv_without_corral_is_an_error_naming_the_site(broken_venvs_se
     status, _ = get_json(server, "bare.test")
     assert status == 503
     python = root / "bare" / "bin" / "python"
-    expected = f"Corral is not installed in virtualenv {root / 'bare'} (run {python} -m pip install corral)"
+    hint = install_command(str(python))
+    expected = f"Corral is not installed in virtualenv {root / 'bare'} (install it there: {hint})"
     line = server.wait_for(r"[Ss]ite 'bare'.*Corral is not installed", 1)
     assert line is not None and expected in line, server.log()

@@ -17,6 +17,7 @@ import sys
 import traceback
 from typing import Any
 
+from .. import install_command, settings_guard
 from ..config import Config, Plan
 from ..config.settings import SETTINGS, toml_key
 from ..config.sites import SiteConfig, implicit_site
@@ -29,6 +30,8 @@ from ..server.listeners import BindError, parse_bind
 
 # An app whose import hangs (a database at import time, say) must not hang a deploy script.
 IMPORT_DEADLINE = 120
+# The child's exit status: loaded; failed; Corral missing in the site's virtualenv; loaded, with a warning.
+LOADED, FAILED, NOT_INSTALLED, WARNED = 0, 1, 3, 4
 
 
 def check(plan: Plan | Config) -> int:
@@ -50,14 +53,45 @@ def check(plan: Plan | Config) -> int:
             env_keys[site.name] = []
         problems += [f"site {site.name!r}: {problem}" for problem in _account_problems(site)]
     _print_sites(plan, env_keys)
+    warnings = settings_guard.startup_warnings(plan, os.environ)
+    for warning in warnings:
+        sys.stderr.write(f"corral: warning: {warning}\n")
     sys.stdout.flush()  # before forking, or the children would print our buffer again
-    failed = [site.name for site in plan.sites if not _load_site(site, plan.multi_site)]
+    sys.stderr.flush()
+    results = _load_sites(plan)
     problems += _check_master_hooks(plan.server)
     for problem in problems:
         sys.stderr.write(f"corral: error: {problem}\n")
-    ok = not failed and not problems
-    print("OK" if ok else "FAILED")
+    ok = all(code in (LOADED, WARNED) for code in results.values()) and not problems
+    warned = len(warnings) + sum(code == WARNED for code in results.values())
+    if not ok:
+        print("FAILED")
+    else:
+        print(f"OK, with {warned} warning(s) (above)" if warned else "OK")
     return 0 if ok else 1
+
+
+def load_apps(plan: Plan) -> bool:
+    """Load every site's app as `check` does (each in a child), printing what happened; True if all loaded."""
+    sys.stdout.flush()  # before forking, or the children would print our buffer again
+    sys.stderr.flush()
+    return all(code in (LOADED, WARNED) for code in _load_sites(plan).values())
+
+
+def _load_sites(plan: Plan) -> dict[str, int]:
+    exposure = settings_guard.exposure(plan.profile, _binds(plan.server.bind))
+    return {site.name: _load_site(site, plan.multi_site, exposure) for site in plan.sites}
+
+
+def _binds(texts: tuple[str, ...]) -> list[settings_guard.Bind]:
+    found = []
+    for text in texts:
+        try:
+            address = parse_bind(text)
+        except BindError:
+            continue  # reported as a problem already
+        found.append((int(address.family), address.host, text))
+    return found
 
 
 # -- printing ------------------------------------------------------------------------
@@ -142,8 +176,9 @@ def _check_master_hooks(server: Config) -> list[str]:
 # -- loading each site in a child --------------------------------------------------
 
 
-def _load_site(site: SiteConfig, isolated: bool) -> bool:
-    spec = _spec(site, isolated)
+def _load_site(site: SiteConfig, isolated: bool, exposure: str | None) -> int:
+    """Load the site in a child; its exit status (LOADED, WARNED, or a failure)."""
+    spec = _spec(site, isolated, exposure)
     if site.virtualenv:
         return _load_in_virtualenv(site, spec)
     pid = os.fork()
@@ -154,10 +189,10 @@ def _load_site(site: SiteConfig, isolated: bool) -> bool:
     code = os.waitstatus_to_exitcode(status)
     if code == -signal.SIGALRM:
         sys.stderr.write(f"corral: error: site {site.name!r}: importing the app took over {IMPORT_DEADLINE}s\n")
-    return code == 0
+    return code
 
 
-def _load_in_virtualenv(site: SiteConfig, spec: dict[str, Any]) -> bool:
+def _load_in_virtualenv(site: SiteConfig, spec: dict[str, Any]) -> int:
     venv = site.virtualenv or ""
     python = os.path.join(venv, "bin", "python")
     if not os.path.isdir(venv):
@@ -176,39 +211,45 @@ def _load_in_virtualenv(site: SiteConfig, spec: dict[str, Any]) -> bool:
         result = subprocess.run([python, "-c", script, json.dumps(spec)], timeout=IMPORT_DEADLINE, check=False)
     except subprocess.TimeoutExpired:
         return _fail(site, f"importing the app took over {IMPORT_DEADLINE}s")
-    if result.returncode == 3:
-        return _fail(site, f"Corral is not installed in virtualenv {venv} (run {python} -m pip install corral)")
-    return result.returncode == 0
+    if result.returncode == NOT_INSTALLED:
+        hint = install_command(python)
+        return _fail(site, f"Corral is not installed in virtualenv {venv} (install it there: {hint})")
+    return result.returncode
 
 
-def _fail(site: SiteConfig, message: str) -> bool:
+def _fail(site: SiteConfig, message: str) -> int:
     sys.stderr.write(f"corral: error: site {site.name!r}: {message}\n")
-    return False
+    return FAILED
 
 
-def _spec(site: SiteConfig, isolated: bool) -> dict[str, Any]:
+def _spec(site: SiteConfig, isolated: bool, exposure: str | None) -> dict[str, Any]:
     """What the child needs, as JSON-able data (it may be another interpreter's child)."""
-    return {"isolated": isolated, "site": encode_site(site)}
+    return {"isolated": isolated, "site": encode_site(site), "exposure": exposure}
 
 
 def load_site_spec(spec: dict[str, Any]) -> int:
     """In the child: set up the site's process as a worker would, import everything; 0 when fine."""
     site = decode_site(spec["site"])
     try:
+        dropped = None
         if spec["isolated"]:
-            os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # a site never inherits the master's settings
-        prepare_process(site.config)
+            dropped = os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # a site never inherits the master's settings
+        source = settings_guard.told_by(site.config.settings, prepare_process(site.config))
         hooks = WorkerHooks.load(site.config)  # imported as a worker does: before the app
-        app, mounted = load_site_apps(site)
+        app, mounted = settings_guard.guarded_load(lambda: _load_everything(site), source)
+        settings_guard.import_urlconf()  # what the first request would import: urls.py and its views
         loaded = [f"app {_describe(app)}"]
         loaded += [f"{prefix} -> {_describe(mount)}" for prefix, mount in mounted.items()]
-        apply_middleware(app, site)
         if site.middleware:
             loaded.append(f"{len(site.middleware)} middleware")
         loaded += [f"{name} hook {spec_of(site.config, name)}" for name in hooks.loaded]
         print(f"Site {site.name}: loaded {', '.join(loaded)} (Python {sys.version.split()[0]})")
         sys.stdout.flush()
-        return 0
+        warnings = [settings_guard.debug_warning(spec.get("exposure")), settings_guard.not_inherited_warning(dropped)]
+        for warning in filter(None, warnings):
+            sys.stderr.write(f"corral: warning: site {site.name!r}: {warning}\n")
+        sys.stderr.flush()
+        return WARNED if any(warnings) else LOADED
     except Exception as exc:
         error = exc if isinstance(exc, AppLoadError) else None
         if error is None:  # not one of ours: show where it came from
@@ -218,7 +259,13 @@ def load_site_spec(spec: dict[str, Any]) -> int:
             sys.stderr.write(error.user_traceback)
         sys.stderr.write(f"corral: error: site {site.name!r}: {error}\n")
         sys.stderr.flush()
-        return 1
+        return FAILED
+
+
+def _load_everything(site: SiteConfig) -> tuple[Any, dict[str, Any]]:
+    app, mounted = load_site_apps(site)
+    apply_middleware(app, site)
+    return app, mounted
 
 
 def _describe(app: Any) -> str:

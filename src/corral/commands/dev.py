@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import install_command
 from ..config import Config
 from ..dev.output import configure_logging
 from ..server.listeners import BindError
@@ -21,7 +22,9 @@ def dev(config: Config, watch: Sequence[str] = ()) -> int:
         from ..dev.reloader import Reloader
     except ImportError as exc:
         if (exc.name or "").startswith("watchfiles"):
-            sys.stderr.write("corral: error: corral dev needs watchfiles: pip install 'corral[dev]'\n")
+            # A dependency of Corral since the reloader needs it: only a broken install lacks it.
+            sys.stderr.write(f"corral: error: corral dev needs watchfiles, which Corral depends on: reinstall "
+                             f"Corral ({install_command(sys.executable)}) or pip install watchfiles\n")
             return 1
         raise
     for path in watch:

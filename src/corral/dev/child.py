@@ -22,6 +22,7 @@ import signal
 import sys
 from typing import Any
 
+from .. import settings_guard
 from ..loading import AppLoadError, load_app
 from ..server.environment import prepare_process
 from ..server.worker import Worker, WorkerSpec, send
@@ -56,8 +57,13 @@ def run_child(spec: WorkerSpec, dev_access_log: bool = True) -> int:
         signal.signal(sig, signal.SIG_DFL)
     reporter = FileReporter(spec.channel)
     try:
-        prepare_process(spec.config)
-        app = with_static_files(load_app(spec.config.app, spec.config.settings))
+        config = spec.config
+        source = settings_guard.told_by(config.settings, prepare_process(config))
+        app = settings_guard.guarded_load(lambda: load_app(config.app, config.settings), source)
+        # Django imports urls.py (and the views it imports) on the first request, where an error
+        # there fails Django's own error page too; imported now, it is a load error like any other.
+        settings_guard.import_urlconf()
+        app = with_static_files(app)
     except AppLoadError as exc:
         reporter.report(files.error_files(exc))
         send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)

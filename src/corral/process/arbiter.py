@@ -136,6 +136,8 @@ class Arbiter:
         self.interrupts = 0
         self.stragglers_killed = False
         self.announced = False
+        self.warned: set[tuple[str, int, str]] = set()  # (group, generation, text): each said once
+        self.on_ready: Callable[[], object] | None = None  # called once, just before "Corral ready"
         self.started = time.monotonic()
         self.control: ControlServer | None = None
         self.next_acceptor_check = 0.0
@@ -461,6 +463,11 @@ class Arbiter:
             reason = str(message.get("reason", "recycle"))
             log.info("Worker %d of %s is recycling (%s); starting its replacement", handle.pid, group.label, reason)
             self._replace(handle, reason)
+        elif event == "warning":  # found while loading the app (settings_guard): every worker finds it
+            text = str(message.get("message"))
+            if (group.name, handle.generation, text) not in self.warned:
+                self.warned.add((group.name, handle.generation, text))
+                log.warning("%s: %s", group.label.capitalize(), text)
         elif event == "load-error":
             if handle.generation != group.generation:
                 return  # a reload already abandoned: its error was reported once
@@ -470,6 +477,8 @@ class Arbiter:
         if self.announced or not all(all(s.ready for s in g.slots) or g.down for g in self.groups):
             return
         self.announced = True
+        if self.on_ready is not None:
+            self.on_ready()
         down = [g.name for g in self.groups if g.down]
         summary = ", ".join(
             f"{g.name} {len(g.slots)}x{g.config.threads}" for g in self.groups if not g.down

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from .. import install_command
 from ..config import Config
 from ..config.sites import Middleware, Mount, SiteConfig
 from ..server.spec import WorkerSpec
@@ -88,7 +89,7 @@ def venv_python(virtualenv: str) -> str:
             _has_corral.add(python)
     if python not in _has_corral:
         raise VirtualenvError(
-            f"Corral is not installed in virtualenv {virtualenv} (run {python} -m pip install corral)"
+            f"Corral is not installed in virtualenv {virtualenv} (install it there: {install_command(python)})"
         )
     return python
 

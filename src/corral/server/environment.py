@@ -30,7 +30,8 @@ def app_environment(config: Config) -> dict[str, str]:
     return variables
 
 
-def prepare_process(config: Config) -> None:
+def prepare_process(config: Config) -> dict[str, str]:
+    """Directory, sys.path and environment for the app; returns the variables it set."""
     if config.chdir:
         try:
             os.chdir(config.chdir)
@@ -41,7 +42,9 @@ def prepare_process(config: Config) -> None:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)  # like `python -m`: the working directory is importable
-    os.environ.update(app_environment(config))
+    variables = app_environment(config)
+    os.environ.update(variables)
+    return variables
 
 
 def drop_privileges(user: str | None, group: str | None) -> None:

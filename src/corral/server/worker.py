@@ -25,6 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+from .. import settings_guard
+from ..config.files import PROFILE_ENV
 from ..hooks import WorkerHooks, WorkerInfo
 from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
@@ -71,6 +73,7 @@ def run_worker(spec: WorkerSpec) -> int:
         signal.signal(sig, signal.SIG_DFL)
     config = spec.config
     set_title("worker", site=spec.site.name if spec.site is not None else None)
+    dropped = None
     try:
         # Before privileges drop: the certificate came from the master, the context is ours.
         tls_context = build_context(spec.tls) if spec.tls is not None else None
@@ -80,20 +83,25 @@ def run_worker(spec: WorkerSpec) -> int:
     try:
         if spec.site is not None:
             # A site sees only its own settings module, never the master's or another site's.
-            os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+            dropped = os.environ.pop("DJANGO_SETTINGS_MODULE", None)
             drop_privileges(spec.site.user, spec.site.group)
-        prepare_process(config)
+        source = settings_guard.told_by(config.settings, prepare_process(config))
         hooks = WorkerHooks.load(config)
         hooks.post_fork(worker_info(spec))  # before the app: where pools and tracing are set up
-        if spec.site is not None:
+        site = spec.site
+        if site is not None:
             from ..middleware.compose import build_site_app
 
-            app = build_site_app(spec.site)
+            app = settings_guard.guarded_load(lambda: build_site_app(site), source)
         else:
-            app = load_app(config.app, config.settings)
+            app = settings_guard.guarded_load(lambda: load_app(config.app, config.settings), source)
     except AppLoadError as exc:
         send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
         return EXIT_APP_LOAD_ERROR
+    exposure = settings_guard.exposure(os.environ.get(PROFILE_ENV), settings_guard.socket_binds(spec.sockets))
+    for warning in (settings_guard.debug_warning(exposure), settings_guard.not_inherited_warning(dropped)):
+        if warning:
+            send(spec.channel, event="warning", message=warning)  # the master logs it once per generation
     worker = Worker(spec, app, tls_context, hooks)
     return worker.run()
 

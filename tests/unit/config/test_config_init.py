@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.commands.init import InitError, init, inspect_project, settings_from_manage
+from corral.commands import init as init_module
+from corral.commands.init import Choices, InitError, init, inspect_project, required_variables, settings_from_manage
 
 MANAGE = """#!/usr/bin/env python
 import os
@@ -30,15 +31,56 @@ def project(root: Path, settings: str, files: dict[str, str]) -> Path:
     return root
 
 
-def test_plain_startproject_layout(tmp_path) -> None:
+@pytest.fixture(autouse=True)
+def loaded_checks(monkeypatch) -> list[str]:
+    """Loading the written profiles' apps is tested for real in tests/integration; here, record the call."""
+    calls: list[str] = []
+
+    def check(path: str) -> int:
+        calls.append(path)
+        return 0
+
+    monkeypatch.setattr(init_module, "_check_profiles", check)
+    return calls
+
+
+def test_plain_startproject_layout_has_no_production_settings(tmp_path) -> None:
     project(tmp_path, "mysite.settings", {
         "mysite/__init__.py": "",
         "mysite/settings.py": 'WSGI_APPLICATION = "mysite.wsgi.application"\n',
         "mysite/wsgi.py": "",
     })
-    found = inspect_project(str(tmp_path))
-    assert (found.settings, found.dev_settings, found.prod_settings) == ("mysite.settings",) * 3
+    with pytest.raises(InitError) as info:
+        inspect_project(str(tmp_path))
+    assert str(info.value) == (
+        "no production settings module beside mysite.settings (looked for mysite/settings_prod.py, "
+        "mysite/settings_production.py, mysite/prod.py, mysite/production.py); production must not run on the "
+        "development settings. Write one (DEBUG = False, ALLOWED_HOSTS, secrets from the environment; see "
+        "docs/django.md) or name yours: corral init --prod-settings MODULE"
+    )
+    (tmp_path / "mysite" / "live.py").write_text("from .settings import *\n")
+    found = inspect_project(str(tmp_path), "mysite.live")
+    assert (found.settings, found.dev_settings, found.prod_settings) == ("mysite.settings",) * 2 + ("mysite.live",)
     assert found.wsgi_application == "mysite.wsgi.application" and found.wsgi_module == "mysite.wsgi"
+
+
+def test_prod_module_beside_a_plain_settings_module(tmp_path) -> None:
+    project(tmp_path, "mysite.settings", {"mysite/__init__.py": "", "mysite/settings.py": "", "mysite/prod.py": ""})
+    assert inspect_project(str(tmp_path)).prod_settings == "mysite.prod"
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("mysite/prod.py", "--prod-settings 'mysite/prod.py' is not a module path such as mysite.settings_prod"),
+        ("mysite.gone", "--prod-settings mysite.gone: no such module in {dir}"),
+    ],
+)
+def test_bad_prod_settings_flag(tmp_path, flag: str, message: str) -> None:
+    project(tmp_path, "mysite.settings", {"mysite/__init__.py": "", "mysite/settings.py": ""})
+    with pytest.raises(InitError) as info:
+        inspect_project(str(tmp_path), flag)
+    assert str(info.value) == message.format(dir=tmp_path)
 
 
 def test_settings_package_with_dev_and_prod_modules(tmp_path) -> None:
@@ -67,7 +109,7 @@ def test_settings_modules_beside_the_main_one(tmp_path) -> None:
     assert found.wsgi_module is None
 
 
-def test_init_writes_a_loadable_file_with_two_profiles(tmp_path, capsys) -> None:
+def test_init_writes_a_loadable_file_with_two_profiles(tmp_path, capsys, loaded_checks: list[str]) -> None:
     project(tmp_path, "app.settings", {
         "app/__init__.py": "",
         "app/settings/__init__.py": "",
@@ -83,11 +125,64 @@ def test_init_writes_a_loadable_file_with_two_profiles(tmp_path, capsys) -> None
     assert data["chdir"] == "."
     assert data["profile"]["dev"]["settings"] == "app.settings.dev"
     assert data["profile"]["prod"]["settings"] == "app.settings.prod"
-    assert data["profile"]["prod"]["workers"] >= 2 and data["profile"]["prod"]["bind"] == ["0.0.0.0:8000"]
+    assert data["profile"]["prod"]["workers"] >= 2 and data["profile"]["prod"]["bind"] == ["127.0.0.1:8000"]
+    assert "env-file" not in data["profile"]["prod"]  # prod.py reads no required variable
+    assert loaded_checks == [str(tmp_path / "corral.toml")]
+
+
+PROD = """from .settings import *
+import os
+DEBUG = False
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+ALLOWED_HOSTS = os.environ["DJANGO_ALLOWED_HOSTS"].split(",")
+DATABASE_URL = os.environ["DATABASE_URL"]
+OPTIONAL = os.environ.get("OPTIONAL", "")
+"""
+
+
+def test_required_variables_are_the_subscripted_reads(tmp_path) -> None:
+    (tmp_path / "prod.py").write_text(PROD)
+    expected = ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL")
+    assert required_variables(str(tmp_path / "prod.py")) == expected
+    assert required_variables(None) == ()
+
+
+def test_init_writes_an_env_file_the_prod_profile_needs(tmp_path, capsys) -> None:
+    project(tmp_path, "mysite.settings", {"mysite/__init__.py": "", "mysite/settings.py": "", "mysite/prod.py": PROD})
+    assert init(str(tmp_path), choices=Choices(bind=("0.0.0.0:8000",))) == 0
+    data = tomllib.loads((tmp_path / "corral.toml").read_text())
+    assert data["profile"]["prod"]["env-file"] == "prod.env"
+    assert data["profile"]["prod"]["bind"] == ["0.0.0.0:8000"]
+    env = tmp_path / "prod.env"
+    assert env.stat().st_mode & 0o777 == 0o600
+    lines = dict(line.split("=", 1) for line in env.read_text().splitlines() if not line.startswith("#"))
+    assert lines["DJANGO_SETTINGS_MODULE"] == "mysite.prod"
+    assert len(lines["DJANGO_SECRET_KEY"]) >= 50 and lines["DJANGO_ALLOWED_HOSTS"] == "localhost,127.0.0.1"
+    assert lines["DATABASE_URL"] == "" and "OPTIONAL" not in lines
+    assert f"Wrote {env} (mode 600)" in capsys.readouterr().out
+    # A second run keeps the file (its secret may be in use) and points at it again.
+    before = env.read_text()
+    assert init(str(tmp_path), force=True) == 0
+    assert env.read_text() == before
+    assert tomllib.loads((tmp_path / "corral.toml").read_text())["profile"]["prod"]["env-file"] == "prod.env"
+
+
+def test_init_takes_an_env_file_and_refuses_bad_flags(tmp_path, capsys) -> None:
+    project(tmp_path, "mysite.settings", {"mysite/__init__.py": "", "mysite/settings.py": "", "mysite/prod.py": PROD})
+    mine = tmp_path / "secrets.env"
+    mine.write_text("DJANGO_SECRET_KEY=x\n")
+    assert init(str(tmp_path), choices=Choices(env_file=str(mine))) == 0
+    assert tomllib.loads((tmp_path / "corral.toml").read_text())["profile"]["prod"]["env-file"] == str(mine)
+    assert not (tmp_path / "prod.env").exists()
+    capsys.readouterr()
+    assert init(str(tmp_path), force=True, choices=Choices(env_file=str(tmp_path / "nope.env"))) == 1
+    assert capsys.readouterr().err == f"corral: error: --env-file {tmp_path / 'nope.env'}: no such file\n"
+    assert init(str(tmp_path), force=True, choices=Choices(bind=("nowhere",))) == 1
+    assert capsys.readouterr().err.startswith("corral: error: ")
 
 
 def test_init_never_overwrites_without_force(tmp_path, capsys) -> None:
-    project(tmp_path, "m.settings", {"m/__init__.py": "", "m/settings.py": ""})
+    project(tmp_path, "m.settings", {"m/__init__.py": "", "m/settings.py": "", "m/settings_prod.py": ""})
     (tmp_path / "corral.toml").write_text("# mine\n")
     assert init(str(tmp_path)) == 1
     assert "corral.toml already exists; use --force to overwrite it" in capsys.readouterr().err
