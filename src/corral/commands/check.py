@@ -69,7 +69,7 @@ def _print_settings(plan: Plan) -> None:
         if plan.multi_site and f.metadata["group"] == "app":
             continue  # each site has its own; shown in the site table
         value = getattr(plan.server, f.name)
-        shown = ", ".join(value) if isinstance(value, tuple) else value
+        shown = ", ".join(map(str, value)) if isinstance(value, tuple) else value
         print(f"  {toml_key(f.name):20} {shown if shown not in (None, '') else '-'}")
 
 

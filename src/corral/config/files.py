@@ -4,7 +4,7 @@ How this works: the file is parsed with tomllib, then each table (the top
 level, each [profile.NAME], each [sites.NAME]) is turned into a *layer*: a
 dict from setting name to parsed value, holding only the keys the table set.
 Layers stack by plain dict update (top level < profile < command line), except
-`env`, whose keys merge. Every setting's TOML key, accepted types and parser
+`env`, whose keys merge, and `static`, whose prefixes merge. Every setting's TOML key, accepted types and parser
 come from its declaration in settings.py, so nothing here lists settings.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 from .problems import ConfigError, Problems
 from .settings import BY_NAME, SETTINGS, Config, toml_key
+from .static import merge_routes, parse_static_table
 from .values import TOML_TYPES, ValueProblem, toml_type_name
 
 CONFIG_FILE = "corral.toml"
@@ -89,6 +90,8 @@ def parse_value(setting: Field[Any], value: Any, base_dir: str) -> Any:
     meta = setting.metadata
     if setting.name == "env":
         return parse_env_table(value)
+    if setting.name == "static":
+        return parse_static_table(value, base_dir)
     if meta["multiple"]:
         if not isinstance(value, list):
             raise ValueProblem(f"expected an array of {_expected(setting)}s, got {_shown(value)}")
@@ -112,12 +115,14 @@ def parse_env_table(value: Any) -> dict[str, str]:
 
 
 def merge(*layers: Layer) -> Layer:
-    """Later layers win; `env` tables merge key by key."""
+    """Later layers win; `env` tables merge key by key, `static` tables prefix by prefix."""
     result: Layer = {}
     for layer in layers:
         for name, value in layer.items():
             if name == "env" and "env" in result:
                 result["env"] = {**result["env"], **value}
+            elif name == "static" and "static" in result:
+                result["static"] = merge_routes(result["static"], value)
             else:
                 result[name] = value
     return result

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config import Config
 from ..config.sites import Middleware, Mount, SiteConfig
+from ..config.static import StaticRoute
 from ..server.spec import WorkerSpec
 
 
@@ -142,6 +143,7 @@ def decode_spec(data: dict[str, Any]) -> WorkerSpec:
 
 def _config(values: dict[str, Any]) -> Config:
     fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    fields["static"] = tuple(StaticRoute.from_dict(route) for route in fields.get("static", ()))
     return Config(**fields)
 
 

@@ -225,9 +225,19 @@ class HTTPConnection:
             stream = body.stream
         else:
             stream = body
+        static = ctx.static
+        if static is not None and ctx.router is None:  # files under a static prefix: no environ, no app
+            served = static.serve(self, request, self._base_environ)
+            if served is not None:
+                return bool(served)
         environ = request_environ(self._base_environ, request, stream)
-        if ctx.router is not None and not self._route(request, environ):
-            return False
+        if ctx.router is not None:
+            if not self._route(request, environ):
+                return False
+            if static is not None:
+                served = static.serve(self, request, environ)
+                if served is not None:
+                    return bool(served)
         ex = self.exchange = run.Exchange(self, request, environ)
         self.deadline_kind = NONE
         if stream is body:  # a 100-continue body arrives while the app runs: it needs a thread
@@ -429,8 +439,9 @@ class HTTPConnection:
     # -- sendfile ----------------------------------------------------------------
 
     def sendfile(self, ex: run.Exchange, head: bytes, fd: int, offset: int, count: int) -> bool:
+        """Send head and file with os.sendfile; False when the transport has no plain socket (TLS)."""
         sock = self.transport.get_extra_info("socket")
-        if sock is None:
+        if sock is None or self.transport.get_extra_info("sslcontext") is not None:
             return False
 
         def done(ok: bool) -> None:
@@ -447,6 +458,18 @@ class HTTPConnection:
         ex.sendfile = job
         job.start()
         return True
+
+    # -- for the static map (static/serve.py) --------------------------------------
+
+    def static_environ(self, request: Request) -> dict[str, Any]:
+        """The environ a static request needs for the access log or a credentials check."""
+        stream: Any = EMPTY_INPUT
+        return request_environ(self._base_environ, request, stream)
+
+    def proceed(self) -> None:
+        """An exchange finished outside the connection's own calls: go on with the next request."""
+        if self.exchange is None:
+            self._next()
 
     # -- helpers -----------------------------------------------------------------
 

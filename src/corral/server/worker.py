@@ -74,11 +74,32 @@ def run_worker(spec: WorkerSpec) -> int:
             app = build_site_app(spec.site)
         else:
             app = load_app(config.app, config.settings)
+        static = start_static(spec)  # after the app: a Django site's settings are loaded now
     except AppLoadError as exc:
         send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
         return EXIT_APP_LOAD_ERROR
     worker = Worker(spec, app)
+    worker.ctx.static = static
     return worker.run()
+
+
+def start_static(spec: WorkerSpec, django: bool = True) -> object | None:
+    """The worker's static map (None: nothing mapped); a missing root fails like an app that won't load."""
+    from ..static.setup import StaticSetupError, build_static_map, static_plan
+
+    mount = spec.sites[spec.site_index].mount if spec.sites else ""
+    try:
+        plan = static_plan(spec.config, mount, django)
+        static = build_static_map(spec.config, plan)
+    except StaticSetupError as exc:
+        raise AppLoadError(str(exc)) from None
+    if spec.index == 0:  # once per site, not once per worker
+        where = f"site {spec.site.name}: " if spec.site is not None else ""
+        for line in plan.describe():
+            log.info("%sServing %s", where, line)
+        for warning in plan.warnings:
+            log.warning("%s%s", where, warning)
+    return static
 
 
 class Worker:
