@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from typing import TypeGuard
 
 from . import rules
 
@@ -78,7 +79,7 @@ def identity_of(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _fresh(described: Described | None, st: os.stat_result) -> bool:
+def _fresh(described: Described | None, st: os.stat_result) -> TypeGuard[Described]:
     """The description still holds for the file just opened."""
     return (
         described is not None

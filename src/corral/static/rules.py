@@ -128,12 +128,11 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
             return UNSATISFIABLE
         return max(0, size - suffix), size - 1
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
+    if last_text and int(last_text) < first:
         return None  # invalid range-spec: ignored (RFC 9110 14.1.1)
     if first >= size:
         return UNSATISFIABLE
-    return first, min(last, size - 1)
+    return first, min(int(last_text), size - 1) if last_text else size - 1
 
 
 def if_range_holds(value: str, etag: str, mtime: int) -> bool:
