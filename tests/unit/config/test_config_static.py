@@ -40,14 +40,23 @@ def test_detailed_form(toml, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('static = ["/static"]', "static: expected a table such as static = { \"/static\" = \"staticfiles\" }, got array"),
+        (
+            'static = ["/static"]',
+            "static: expected a table such as static = { \"/static\" = \"staticfiles\" }, got array",
+        ),
         ('static = { "/" = "x" }', "static: '/': the site's root is its app; map a prefix such as /static"),
         ('static = { "/a/../b" = "x" }', "static: '/a/../b' is not a clean path prefix"),
         ('static = { "/s" = 1 }', "static: '/s': expected a directory"),
         ('static = { "/s" = { auth = "django" } }', "static: '/s': root = \"DIRECTORY\" is required"),
         ('static = { "/s" = { root = "x", auth = "ldap" } }', "static: '/s': auth must be 'django', got 'ldap'"),
-        ('static = { "/s" = { root = "x", auth-groups = ["a"] } }', 'static: \'/s\': auth-groups and auth-allow-http need auth = "django"'),
-        ('static = { "/s" = { root = "x", auth = "django", auth-groups = "staff" } }', "static: '/s': auth-groups must be an array"),
+        (
+            'static = { "/s" = { root = "x", auth-groups = ["a"] } }',
+            'static: \'/s\': auth-groups and auth-allow-http need auth = "django"',
+        ),
+        (
+            'static = { "/s" = { root = "x", auth = "django", auth-groups = "staff" } }',
+            "static: '/s': auth-groups must be an array",
+        ),
         ('static = { "/s" = { root = "x", cache = 1 } }', "static: '/s': unknown key 'cache'"),
         ('static = { "/s" = "x", "/s/" = "y" }', "static: '/s/' is the same prefix as '/s'"),
         ('static-django = ["static", "js"]', "static-django: expected one of static, media, none, got 'js'"),
