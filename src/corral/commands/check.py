@@ -190,6 +190,7 @@ def load_site_spec(spec: dict[str, Any]) -> int:
         if site.middleware:
             loaded.append(f"{len(site.middleware)} middleware")
         print(f"Site {site.name}: loaded {', '.join(loaded)} (Python {sys.version.split()[0]})")
+        _print_static(site)
         sys.stdout.flush()
         return 0
     except Exception as exc:
@@ -202,6 +203,21 @@ def load_site_spec(spec: dict[str, Any]) -> int:
         sys.stderr.write(f"corral: error: site {site.name!r}: {error}\n")
         sys.stderr.flush()
         return 1
+
+
+def _print_static(site: SiteConfig) -> None:
+    """The files this site's workers will serve themselves, as they would find them (after the app)."""
+    from ..static.setup import StaticSetupError, build_static_map, static_plan
+
+    try:
+        plan = static_plan(site.config, site.mount)
+        build_static_map(site.config, plan)
+    except StaticSetupError as exc:
+        raise AppLoadError(str(exc)) from None
+    for line in plan.describe():
+        print(f"Site {site.name}: {line}")
+    for warning in plan.warnings:
+        print(f"Site {site.name}: warning: {warning}")
 
 
 def _describe(app: Any) -> str:
