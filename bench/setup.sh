@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what bench/run.py needs: wrk and libev-dev (apt, when root and missing) and the peer
-# servers plus Django into a venv.
+# servers plus Django and WhiteNoise into a venv (nginx for bench/static.py comes from apt).
 #
 #   bench/setup.sh [VENV]      # VENV defaults to $VIRTUAL_ENV
 #
@@ -19,6 +19,7 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 dpkg -s libev-dev >/dev/null 2>&1 || missing+=(libev-dev)        # bjoern builds against libev
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)                  # bench/static.py
 
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
@@ -30,4 +31,4 @@ if ((${#missing[@]})); then
     fi
 fi
 
-"$venv/bin/pip" install gunicorn waitress granian bjoern django
+"$venv/bin/pip" install gunicorn waitress granian bjoern django whitenoise   # whitenoise: bench/static.py

@@ -105,7 +105,7 @@ def _print_settings(plan: Plan) -> None:
         if plan.multi_site and f.metadata["group"] == "app":
             continue  # each site has its own; shown in the site table
         value = getattr(plan.server, f.name)
-        shown = ", ".join(value) if isinstance(value, tuple) else value
+        shown = ", ".join(map(str, value)) if isinstance(value, tuple) else value
         print(f"  {toml_key(f.name):20} {shown if shown not in (None, '') else '-'}")
 
 
@@ -244,6 +244,7 @@ def load_site_spec(spec: dict[str, Any]) -> int:
             loaded.append(f"{len(site.middleware)} middleware")
         loaded += [f"{name} hook {spec_of(site.config, name)}" for name in hooks.loaded]
         print(f"Site {site.name}: loaded {', '.join(loaded)} (Python {sys.version.split()[0]})")
+        _print_static(site)
         sys.stdout.flush()
         warnings = [settings_guard.debug_warning(spec.get("exposure")), settings_guard.not_inherited_warning(dropped)]
         for warning in filter(None, warnings):
@@ -266,6 +267,21 @@ def _load_everything(site: SiteConfig) -> tuple[Any, dict[str, Any]]:
     app, mounted = load_site_apps(site)
     apply_middleware(app, site)
     return app, mounted
+
+
+def _print_static(site: SiteConfig) -> None:
+    """The files this site's workers will serve themselves, as they would find them (after the app)."""
+    from ..static.setup import StaticSetupError, build_static_map, static_plan
+
+    try:
+        plan = static_plan(site.config, site.mount)
+        build_static_map(site.config, plan)
+    except StaticSetupError as exc:
+        raise AppLoadError(str(exc)) from None
+    for line in plan.describe():
+        print(f"Site {site.name}: {line}")
+    for warning in plan.warnings:
+        print(f"Site {site.name}: warning: {warning}")
 
 
 def _describe(app: Any) -> str:

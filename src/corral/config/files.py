@@ -4,8 +4,9 @@ How this works: the file is parsed with tomllib, then each table (the top
 level, each [profile.NAME], each [sites.NAME]) is turned into a *layer*: a
 dict from setting name to parsed value, holding only the keys the table set.
 Layers stack by plain dict update (top level < profile < command line), except
-tables (`env`, `hooks`), whose keys merge. Every setting's TOML key, accepted types and parser
-come from its declaration in settings.py, so nothing here lists settings.
+tables (`env`, `hooks`), whose keys merge, and `static`, whose prefixes merge. Every
+setting's TOML key, accepted types and parser come from its declaration in settings.py, so
+nothing here lists settings.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from .problems import ConfigError, Problems
 from .settings import BY_NAME, SETTINGS, Config, toml_key
+from .static import merge_routes, parse_static_table
 from .values import TOML_TYPES, ValueProblem
 from .values import shown as _shown
 
@@ -88,6 +90,8 @@ def parse_value(setting: Field[Any], value: Any, base_dir: str) -> Any:
     meta = setting.metadata
     if meta["table"] is not None:
         return meta["table"](value)
+    if setting.name == "static":
+        return parse_static_table(value, base_dir)
     if meta["multiple"]:
         if not isinstance(value, list):
             raise ValueProblem(f"expected an array of {_expected(setting)}s, got {_shown(value)}")
@@ -103,12 +107,14 @@ def is_table(name: str) -> bool:
 
 
 def merge(*layers: Layer) -> Layer:
-    """Later layers win; tables (`env`, `hooks`) merge key by key."""
+    """Later layers win; tables (`env`, `hooks`) merge key by key, `static` prefix by prefix."""
     result: Layer = {}
     for layer in layers:
         for name, value in layer.items():
             if name in result and is_table(name):
                 result[name] = {**result[name], **value}
+            elif name == "static" and "static" in result:
+                result["static"] = merge_routes(result["static"], value)
             else:
                 result[name] = value
     return result

@@ -14,6 +14,7 @@ from typing import Any
 from ..proxy import trust
 from . import hooks as hook_names
 from . import values
+from .static import StaticRoute, parse_django_kind, parse_static_flag
 
 _DEFAULT_BIND = ("127.0.0.1:8000",)
 
@@ -323,6 +324,39 @@ class Config:
         "Request bodies larger than this are spooled to a temporary file.",
         values.parse_size,
         metavar="BYTES",
+        site=True,
+    )
+    # -- static files (docs/static.md) -------------------------------------------------
+    # In corral.toml static is a table (static = { "/static" = "dir" }); config/static.py parses it.
+    static: tuple[StaticRoute, ...] = setting(
+        (),
+        "Serve files under URL_PREFIX from DIRECTORY on the event loop, without the app (repeatable).",
+        parse_static_flag,
+        metavar="URL_PREFIX=DIRECTORY",
+        multiple=True,
+        site=True,
+    )
+    static_django: tuple[str, ...] = setting(
+        ("static",),
+        "For a Django site: serve STATIC_URL from STATIC_ROOT (static) and MEDIA_URL from MEDIA_ROOT "
+        "(media), read from its settings; none for neither (repeatable).",
+        parse_django_kind,
+        metavar="KIND",
+        multiple=True,
+        site=True,
+    )
+    static_cache_control: str = setting(
+        "public, max-age=60",
+        "Cache-Control of static files whose names carry no content hash ('' for none); "
+        "hashed names (app.3f2a1b9c8d7e.css) get max-age=31536000, immutable.",
+        values.parse_text,
+        metavar="VALUE",
+        site=True,
+    )
+    static_follow_symlinks: bool = setting(
+        False,
+        "Serve symlinks under a static root that lead outside it (refused by default).",
+        values.parse_bool,
         site=True,
     )
     # -- logging -----------------------------------------------------------------

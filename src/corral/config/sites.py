@@ -31,6 +31,7 @@ from .files import Layer, is_table, keys_for, pairs_table, parse_table, table_pa
 from .hooks import master_hooks_in
 from .problems import Problems, table_name
 from .settings import SETTINGS, Config
+from .static import parse_auth_options
 from .values import ValueProblem, parse_positive_int, toml_type_name
 
 # Keys only a site has, with what each expects (for "got X, expected Y" messages).
@@ -43,6 +44,7 @@ _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _HOST_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*\Z")
 _IPV6_RE = re.compile(r"\[[0-9a-f:.]+\]\Z")
 _SPEC_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
+_MOUNT_AUTH_KEYS = ("auth", "auth-groups", "auth-allow-http")
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%-]+\Z")
 
 
@@ -60,6 +62,10 @@ class Mount:
 
     prefix: str  # "/api": leading '/', no trailing '/'
     app: str  # any APP form
+    # auth = "django": HTTP Basic against the site's Django users first (static/auth.py).
+    auth: str = ""
+    auth_groups: tuple[str, ...] = ()
+    auth_allow_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -298,15 +304,21 @@ def _mounts(value: Any, base_dir: str) -> tuple[Mount, ...]:
         normalized = normalize_prefix(prefix)
         if not normalized:
             raise ValueProblem(f"{prefix!r}: the site's root is its own app; mount further apps below it")
+        guard: tuple[str, tuple[str, ...], bool] = ("", (), False)
         if isinstance(target, dict):
-            unknown = set(target) - {"app"}
+            options = {key.replace("_", "-"): value for key, value in target.items()}
+            unknown = set(options) - {"app", *_MOUNT_AUTH_KEYS}
             if unknown:
-                raise ValueProblem(f'{prefix!r}: a mount takes only app = "...", not {", ".join(sorted(unknown))}')
-            target = target.get("app")
+                raise ValueProblem(
+                    f'{prefix!r}: a mount takes app = "..." and {", ".join(_MOUNT_AUTH_KEYS)}, '
+                    f"not {', '.join(sorted(unknown))}"
+                )
+            guard = parse_auth_options(repr(prefix), options)
+            target = options.get("app")
         app = _text(target, 'an APP such as "api:app" (or { app = "api:app" })')
         if normalized in mounts:
             raise ValueProblem(f"{prefix!r} is the same prefix as {mounts[normalized].prefix!r}")
-        mounts[normalized] = Mount(prefix=normalized, app=app)
+        mounts[normalized] = Mount(normalized, app, *guard)
     return tuple(mounts.values())
 
 

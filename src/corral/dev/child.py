@@ -25,7 +25,7 @@ from typing import Any
 from .. import settings_guard
 from ..loading import AppLoadError, load_app
 from ..server.environment import prepare_process
-from ..server.worker import Worker, WorkerSpec, send
+from ..server.worker import Worker, WorkerSpec, send, start_static
 from . import files
 from .apps import broken_app, django_template_dirs, with_static_files
 from .output import DevAccessLog
@@ -56,6 +56,7 @@ def run_child(spec: WorkerSpec, dev_access_log: bool = True) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     reporter = FileReporter(spec.channel)
+    static = None
     try:
         config = spec.config
         source = settings_guard.told_by(config.settings, prepare_process(config))
@@ -64,6 +65,7 @@ def run_child(spec: WorkerSpec, dev_access_log: bool = True) -> int:
         # there fails Django's own error page too; imported now, it is a load error like any other.
         settings_guard.import_urlconf()
         app = with_static_files(app)
+        static = start_static(spec, django=False)  # --static only: Django's files come from its finders
     except AppLoadError as exc:
         reporter.report(files.error_files(exc))
         send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
@@ -79,6 +81,7 @@ def run_child(spec: WorkerSpec, dev_access_log: bool = True) -> int:
         if trees:
             send(spec.channel, event="trees", paths=sorted(trees))
     worker = Worker(spec, app)
+    worker.ctx.static = static
     if dev_access_log:
         worker.ctx.access_log = DevAccessLog()
 

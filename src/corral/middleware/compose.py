@@ -6,7 +6,7 @@ reader of the config expects requests to pass through A first.
 
 from __future__ import annotations
 
-from ..config.sites import SiteConfig
+from ..config.sites import Mount, SiteConfig
 from ..loading import AppLoadError, WSGIApp, load_app, load_object
 from .mount import MountDispatcher
 
@@ -27,7 +27,19 @@ def load_site_apps(site: SiteConfig) -> tuple[WSGIApp, dict[str, WSGIApp]]:
             mounted[mount.prefix] = load_app(mount.app)
         except AppLoadError as exc:
             raise AppLoadError(f"mount {mount.prefix!r}: {exc}", exc.user_traceback) from None
+        if mount.auth:
+            mounted[mount.prefix] = guarded(mount, mounted[mount.prefix])
     return app, mounted
+
+
+def guarded(mount: Mount, app: WSGIApp) -> WSGIApp:
+    """A mount with auth = "django": the site's Django users checked before its app runs."""
+    from ..static.auth import DjangoGuard, GuardedApp
+
+    try:
+        return GuardedApp(app, DjangoGuard(f"mount {mount.prefix}", mount.auth_groups, mount.auth_allow_http))
+    except RuntimeError as exc:
+        raise AppLoadError(str(exc)) from None
 
 
 def apply_middleware(app: WSGIApp, site: SiteConfig) -> WSGIApp:

@@ -23,6 +23,7 @@ from typing import Any
 from .. import install_command
 from ..config import Config
 from ..config.sites import Middleware, Mount, SiteConfig
+from ..config.static import StaticRoute
 from ..server.spec import WorkerSpec
 from .lifeline import die_with_parent
 
@@ -158,6 +159,7 @@ def decode_spec(data: dict[str, Any]) -> WorkerSpec:
 
 def _config(values: dict[str, Any]) -> Config:
     fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    fields["static"] = tuple(StaticRoute.from_dict(route) for route in fields.get("static", ()))
     return Config(**fields)
 
 
@@ -168,7 +170,7 @@ def encode_site(site: SiteConfig) -> dict[str, Any]:
         "hosts": list(site.hosts),
         "default": site.default,
         "mount": site.mount,
-        "mounts": [[m.prefix, m.app] for m in site.mounts],
+        "mounts": [[m.prefix, m.app, m.auth, list(m.auth_groups), m.auth_allow_http] for m in site.mounts],
         "middleware": [[m.use, dict(m.options)] for m in site.middleware],
         "virtualenv": site.virtualenv,
         "user": site.user,
@@ -183,7 +185,7 @@ def decode_site(data: dict[str, Any]) -> SiteConfig:
         hosts=tuple(data["hosts"]),
         default=data["default"],
         mount=data["mount"],
-        mounts=tuple(Mount(prefix, app) for prefix, app in data["mounts"]),
+        mounts=tuple(Mount(p, app, auth, tuple(groups), http) for p, app, auth, groups, http in data["mounts"]),
         middleware=tuple(Middleware(use, options) for use, options in data["middleware"]),
         virtualenv=data["virtualenv"],
         user=data["user"],

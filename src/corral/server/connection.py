@@ -229,11 +229,21 @@ class HTTPConnection:
             stream = body.stream
         else:
             stream = body
+        static = ctx.static
+        if static is not None and ctx.router is None:  # files under a static prefix: no environ, no app
+            served = static.serve(self, request, self._base_environ)
+            if served is not None:
+                return bool(served)
         environ = request_environ(self._base_environ, request, stream)
         if proxy_headers_in(environ):
             ctx.proxy.apply(environ, self._peer_trusted)  # before routing: the rewritten host routes
-        if ctx.router is not None and not self._route(request, environ):
-            return False
+        if ctx.router is not None:
+            if not self._route(request, environ):
+                return False
+            if static is not None:
+                served = static.serve(self, request, environ)
+                if served is not None:
+                    return bool(served)
         if ctx.pre_request is not None:
             ctx.pre_request(environ)
         ex = self.exchange = run.Exchange(self, request, environ)
@@ -440,8 +450,9 @@ class HTTPConnection:
     # -- sendfile ----------------------------------------------------------------
 
     def sendfile(self, ex: run.Exchange, head: bytes, fd: int, offset: int, count: int) -> bool:
+        """Send head and file with os.sendfile; False when the transport has no plain socket (TLS)."""
         sock = self.transport.get_extra_info("socket")
-        if sock is None:
+        if sock is None or self.transport.get_extra_info("sslcontext") is not None:
             return False
 
         def done(ok: bool) -> None:
@@ -458,6 +469,24 @@ class HTTPConnection:
         ex.sendfile = job
         job.start()
         return True
+
+    # -- for the static map (static/serve.py) --------------------------------------
+
+    def static_environ(self, request: Request) -> dict[str, Any]:
+        """The environ a static request needs for the access log or a credentials check.
+
+        A trusted proxy's headers are applied, so a guard sees the client's scheme and address.
+        """
+        stream: Any = EMPTY_INPUT
+        environ = request_environ(self._base_environ, request, stream)
+        if proxy_headers_in(environ):
+            self.ctx.proxy.apply(environ, self._peer_trusted)
+        return environ
+
+    def proceed(self) -> None:
+        """An exchange finished outside the connection's own calls: go on with the next request."""
+        if self.exchange is None:
+            self._next()
 
     # -- helpers -----------------------------------------------------------------
 

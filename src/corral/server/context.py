@@ -76,6 +76,8 @@ class ServerContext:
     site_index: int = 0
     mount: str = ""
     handoff: list[socket.socket] = field(default_factory=list)
+    # The static map (static/serve.py StaticMap), or None: no static prefix, no cost.
+    static: Any = None
     # Connections whose writes wait for the end of this loop pass (see outbox.py).
     outbox: Outbox = field(init=False)
 

@@ -95,6 +95,7 @@ def run_worker(spec: WorkerSpec) -> int:
             app = settings_guard.guarded_load(lambda: build_site_app(site), source)
         else:
             app = settings_guard.guarded_load(lambda: load_app(config.app, config.settings), source)
+        static = start_static(spec)  # after the app: a Django site's settings are loaded now
     except AppLoadError as exc:
         send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
         return EXIT_APP_LOAD_ERROR
@@ -103,7 +104,27 @@ def run_worker(spec: WorkerSpec) -> int:
         if warning:
             send(spec.channel, event="warning", message=warning)  # the master logs it once per generation
     worker = Worker(spec, app, tls_context, hooks)
+    worker.ctx.static = static
     return worker.run()
+
+
+def start_static(spec: WorkerSpec, django: bool = True) -> object | None:
+    """The worker's static map (None: nothing mapped); a missing root fails like an app that won't load."""
+    from ..static.setup import StaticSetupError, build_static_map, static_plan
+
+    mount = spec.sites[spec.site_index].mount if spec.sites else ""
+    try:
+        plan = static_plan(spec.config, mount, django)
+        static = build_static_map(spec.config, plan)
+    except StaticSetupError as exc:
+        raise AppLoadError(str(exc)) from None
+    if spec.index == 0:  # once per site, not once per worker
+        where = f"site {spec.site.name}: " if spec.site is not None else ""
+        for line in plan.describe():
+            log.info("%sServing %s", where, line)
+        for warning in plan.warnings:
+            log.warning("%s%s", where, warning)
+    return static
 
 
 def app_name(spec: WorkerSpec) -> str:

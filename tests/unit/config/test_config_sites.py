@@ -199,7 +199,7 @@ def test_hosts_accept_ip_addresses() -> None:
         ("mounts", '["/api"]', 'expected a table such as mounts = { "/api" = "api:app" }, got array'),
         ("mounts", '{ "/" = "x:app" }', "'/': the site's root is its own app; mount further apps below it"),
         ("mounts", '{ "/api" = 1 }', 'expected an APP such as "api:app" (or { app = "api:app" }), got integer'),
-        ("mounts", '{ "/api" = { app = "a:b", settings = "s" } }', "'/api': a mount takes only app = \"...\", not settings"),
+        ("mounts", '{ "/api" = { app = "a:b", settings = "s" } }', "'/api': a mount takes app = \"...\" and auth, auth-groups, auth-allow-http, not settings"),
         ("mounts", '{ "/api" = "a:b", "api/" = "c:d" }', "'api/' is the same prefix as '/api'"),
         ("middleware", '"whitenoise:WhiteNoise"', 'expected an array of tables such as [{ use = "pkg.module:Class", option = "value" }], got string'),
         ("middleware", '["x:Y"]', 'item 1: expected a table such as { use = "pkg.module:Class", option = "value" }, got string'),
