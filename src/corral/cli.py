@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__, build
+from .config.envvars import environment_layer, unknown_variables
 from .config.files import CONFIG_FILE, PROFILE_ENV, default_config_path
 from .config.plan import Plan, load_plan
 from .config.problems import ConfigError
@@ -160,13 +161,14 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def plan_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Plan:
-    """Flags over the chosen profile over corral.toml (given, or found in the working directory)."""
+    """Flags over CORRAL_* variables over the chosen profile over corral.toml (given, or found here)."""
     environ = os.environ if environ is None else environ
     overrides = overrides_from_args(args)
     path = args.config if args.config is not None else default_config_path(os.getcwd())
     profile = args.profile if args.profile is not None else (environ.get(PROFILE_ENV) or None)
+    variables = environment_layer(environ)
     try:
-        return load_plan(path, profile, overrides)
+        return load_plan(path, profile, overrides, variables)
     except ConfigError as exc:
         if args.profile is None and profile is not None:
             exc.problems.append(f"(the profile was chosen by {PROFILE_ENV}={profile})")
@@ -194,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"corral: error: {exc}\n")
     except ConfigError as exc:
         parser.exit(2, "".join(f"corral: error: {line}\n" for line in exc.problems))
+    for warning in unknown_variables(os.environ):
+        sys.stderr.write(f"corral: warning: {warning}\n")
     if args.command == "serve":
         from .commands.serve import serve
 

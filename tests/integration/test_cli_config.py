@@ -111,6 +111,22 @@ def test_flags_override_the_file(serve, project: Path) -> None:
     assert server.wait_for(r"Corral ready: 1 worker\(s\)", 1)
 
 
+def test_corral_variables_between_the_profile_and_the_flags(serve, project: Path) -> None:
+    env = {"CORRAL_THREADS": "3", "CORRAL_WORKERS": "3", "CORRAL_MAX_HEADERS": "3"}
+    server = serve("--profile", "dev", "--workers", "1", cwd=project, env=env)
+    # threads: the variable over the profile's 2; workers: the flag over the variable
+    assert server.wait_for(r"Corral ready: 1 worker\(s\) x 3 thread\(s\)", 1), server.log()
+    assert get_json(server)["STAGE"] == "dev"  # 2 header fields: within CORRAL_MAX_HEADERS
+    raw = server.request(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 431 "), raw
+
+
+def test_a_bad_corral_variable_stops_serve_naming_it(project: Path) -> None:
+    result = corral("serve", "--bind", "127.0.0.1:0", cwd=project, env=clean_env(CORRAL_BODY_TIMEOUT="soon"))
+    assert result.returncode == 2
+    assert result.stderr == "corral: error: environment variable CORRAL_BODY_TIMEOUT='soon': expected a number of seconds, got 'soon'\n"
+
+
 def test_a_positional_app_overrides_the_files_app(serve, project: Path) -> None:
     server = serve("basic:hello", "--profile", "dev", cwd=project)
     assert server.request(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").endswith(b"Hello, World!")

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import install_command, settings_guard
 from ..config import Config, Plan
+from ..config.envvars import variable
 from ..config.settings import SETTINGS, toml_key
 from ..config.sites import SiteConfig, implicit_site
 from ..hooks import MasterHooks, WorkerHooks, spec_of
@@ -106,7 +107,8 @@ def _print_settings(plan: Plan) -> None:
             continue  # each site has its own; shown in the site table
         value = getattr(plan.server, f.name)
         shown = ", ".join(map(str, value)) if isinstance(value, tuple) else value
-        print(f"  {toml_key(f.name):20} {shown if shown not in (None, '') else '-'}")
+        origin = f"  (from {variable(f.name)})" if f.name in plan.from_environment else ""
+        print(f"  {toml_key(f.name):20} {shown if shown not in (None, '') else '-'}{origin}")
 
 
 def _print_sites(plan: Plan, env_keys: dict[str, list[str]]) -> None:

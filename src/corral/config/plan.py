@@ -1,9 +1,10 @@
 """The resolved plan: the server's Config and the sites it serves.
 
 Precedence, lowest first: setting defaults < corral.toml top level < the chosen
-[profile.NAME] < command-line flags. Sites come from [sites.NAME] tables (a
-profile may override or add them with [profile.NAME.sites.SITE]); without any,
-the plan has one implicit default site serving the top-level app.
+[profile.NAME] < CORRAL_* environment variables (config/envvars.py) < command-line
+flags. Sites come from [sites.NAME] tables (a profile may override or add them with
+[profile.NAME.sites.SITE]); without any, the plan has one implicit default site
+serving the top-level app.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .envvars import variable
 from .files import (
     SERVER_KEYS,
     Layer,
@@ -45,20 +47,36 @@ class Plan:
     # Server settings set by the file, the profile or a flag (not left at their defaults), so a
     # command with its own defaults (corral dev: threads, access log) applies them only elsewhere.
     given: frozenset[str] = frozenset()
+    # Server settings whose value came from a CORRAL_* variable (no flag overrode it), for corral check.
+    from_environment: frozenset[str] = frozenset()
 
 
-def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mapping[str, Any] | None = None) -> Plan:
-    """Resolve file + profile + flags. `cli_overrides` maps setting names to parsed flag values."""
+def load_plan(
+    path: str | None,
+    profile: str | None = None,
+    cli_overrides: Mapping[str, Any] | None = None,
+    environment: Mapping[str, Any] | None = None,
+) -> Plan:
+    """Resolve file + profile + variables + flags.
+
+    `cli_overrides` and `environment` map setting names to parsed values: the flags given, and
+    the settings CORRAL_* variables set (envvars.environment_layer).
+    """
     cli_layer: Layer = dict(cli_overrides or {})
     for name in cli_layer:
         if is_table(name):
             cli_layer[name] = pairs_table(cli_layer[name])
+    env_layer: Layer = dict(environment or {})
+    from_environment = frozenset(env_layer) - frozenset(cli_layer)
     if path is None:
         if profile is not None:
             raise ConfigError([f"profile {profile!r} chosen, but there is no config file (corral.toml or --config)"])
-        server = config_from_layer(cli_layer)
+        layer = merge(env_layer, cli_layer)
+        server = config_from_layer(layer)
         _check_tls(server, None, multi_site=False)
-        return Plan(server=server, sites=(implicit_site(server),), given=frozenset(cli_layer))
+        return Plan(
+            server=server, sites=(implicit_site(server),), given=frozenset(layer), from_environment=from_environment
+        )
 
     problems = Problems(path)
     document = read_toml(path)
@@ -79,12 +97,19 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
                 site_layers[site] = (merge(base, site_layer), base_where)
     problems.raise_if_any()
 
-    server_layer = merge(top, profile_layer, cli_layer)
+    server_layer = merge(top, profile_layer, env_layer, cli_layer)
     if not site_layers:
         server = config_from_layer(server_layer)
         _check_tls(server, problems, multi_site=False)
         given = frozenset(server_layer)
-        return Plan(server=server, sites=(implicit_site(server),), source=path, profile=profile, given=given)
+        return Plan(
+            server=server,
+            sites=(implicit_site(server),),
+            source=path,
+            profile=profile,
+            given=given,
+            from_environment=from_environment,
+        )
 
     # With sites, each site names its own app and environment; a server-level one would be ambiguous.
     for layer, where in ((top, ""), (profile_layer, table_name("profile", profile or ""))):
@@ -93,13 +118,24 @@ def load_plan(path: str | None, profile: str | None = None, cli_overrides: Mappi
     for name in sorted(_APP_NAMES & set(cli_layer)):
         flag = "APP" if name == "app" else "--" + toml_key(name)
         problems.add("", None, f"{flag} given on the command line, but this file defines [sites]: set it per site")
+    for name in sorted(_APP_NAMES & set(env_layer) - set(cli_layer)):
+        message = f"{variable(name)} set in the environment, but this file defines [sites]: set it per site"
+        problems.add("", None, message)
     problems.raise_if_any()
     server = config_from_layer(server_layer)
     _check_tls(server, problems, multi_site=True)
     sites = build_sites(site_layers, server, problems)
     problems.raise_if_any()
     given = frozenset(server_layer)
-    return Plan(server=server, sites=sites, source=path, profile=profile, multi_site=True, given=given)
+    return Plan(
+        server=server,
+        sites=sites,
+        source=path,
+        profile=profile,
+        multi_site=True,
+        given=given,
+        from_environment=from_environment,
+    )
 
 
 def _check_tls(server: Config, problems: Problems | None, multi_site: bool) -> None:

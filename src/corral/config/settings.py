@@ -1,20 +1,26 @@
-"""Every setting, declared once: type, default, flag, TOML key and help.
+"""Every setting, declared once: type, default, flag, TOML key, variable and help.
 
-The command line (cli.py) and corral.toml (config/files.py) are both generated
-from these declarations, so a setting cannot exist in one and not the other.
-A field's TOML key is its name with `-` for `_`; its flag is `--` + that key.
+The command line (cli.py), corral.toml (config/files.py) and the CORRAL_*
+environment variables (config/envvars.py) are all generated from these
+declarations, so a setting cannot exist in one and not the other. A field's TOML
+key is its name with `-` for `_`; its flag is `--` + that key. The worker's value
+objects (http/limits.py Limits, server/context.py Timeouts) take their fields'
+defaults from here too (from_setting), and carried() fills them from a Config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..proxy import trust
 from . import hooks as hook_names
 from . import values
 from .static import StaticRoute, parse_django_kind, parse_static_flag
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 _DEFAULT_BIND = ("127.0.0.1:8000",)
 
@@ -244,15 +250,19 @@ class Config:
         1000, "Open connections per worker; more get 503.", values.parse_positive_int, metavar="N", site=True
     )
     # -- timeouts (seconds) ------------------------------------------------------
+    # An idle keep-alive connection costs a socket and a little memory; nginx keeps 75 s, most proxies less.
     keepalive_timeout: float = setting(
         5.0, "Close idle keep-alive connections after this many seconds.", values.parse_seconds, metavar="S", site=True
     )
+    # Slowloris protection: a whole request head must arrive within this.
     header_timeout: float = setting(
         10.0, "Time allowed for a request head to arrive (slowloris).", values.parse_seconds, metavar="S", site=True
     )
+    # A body that stalls longer between two reads is given up on (408).
     body_timeout: float = setting(
         30.0, "Time a request body may stall between reads.", values.parse_seconds, metavar="S", site=True
     )
+    # A client that stops reading a response cannot hold the worker.
     send_timeout: float = setting(
         60.0, "Time a response may wait on a client that stopped reading.", values.parse_seconds, metavar="S", site=True
     )
@@ -303,15 +313,19 @@ class Config:
         path=True,
     )
     # -- limits ------------------------------------------------------------------
+    # Longer targets are almost always scanners or broken clients; 8 KiB matches nginx.
     max_request_line: int = setting(
         8192, "Longest request target (414 beyond).", values.parse_size, metavar="BYTES", site=True
     )
+    # Sum of all header lines; nginx allows 4 x 8 KiB, gunicorn 100 x 8 KiB.
     max_header_size: int = setting(
         65536, "Largest total size of request header fields (431).", values.parse_size, metavar="BYTES", site=True
     )
+    # Many more than any browser sends; bounds per-request allocations.
     max_headers: int = setting(
         100, "Most request header fields (431 beyond).", values.parse_positive_int, metavar="N", site=True
     )
+    # A safe default where gunicorn and granian have none; raise it for upload sites.
     max_body_size: int = setting(
         100 * 1024 * 1024,
         "Largest request body (413 beyond); accepts 64k, 10M, 1G.",
@@ -319,6 +333,7 @@ class Config:
         metavar="BYTES",
         site=True,
     )
+    # Bodies up to this size stay in memory (cost RAM); larger ones spill to a temporary file (cost disk).
     body_buffer_size: int = setting(
         1024 * 1024,
         "Request bodies larger than this are spooled to a temporary file.",
@@ -429,3 +444,26 @@ BY_NAME = {f.name: f for f in SETTINGS}
 
 def toml_key(name: str) -> str:
     return name.replace("_", "-")
+
+
+_Carrier = TypeVar("_Carrier", bound="DataclassInstance")
+
+
+def from_setting(name: str) -> Any:
+    """A field of a worker-side value object that carries setting `name`.
+
+    Its default is the declared one, so `Limits()` is the declared defaults and a default is
+    written only here; `carried()` fills the object from a Config. The object stays a plain
+    frozen dataclass: the hot path reads its attributes directly.
+    """
+    return field(default=BY_NAME[name].default, metadata={"setting": name})
+
+
+def carried(cls: type[_Carrier], config: Config) -> _Carrier:
+    """`cls` (whose fields are all from_setting()) filled from `config`."""
+    return cls(**{f.name: getattr(config, f.metadata["setting"]) for f in fields(cls)})
+
+
+def carried_settings(cls: type[DataclassInstance]) -> dict[str, str]:
+    """`cls`'s field names and the settings they carry."""
+    return {f.name: f.metadata["setting"] for f in fields(cls)}

@@ -1,19 +1,20 @@
-"""Bounds on everything a client controls, each with the reason for its default."""
+"""Bounds on everything a client controls.
+
+Each field carries the setting of the same name: its default and the reason for it are
+declared once, in config/settings.py; the worker fills a Limits from its Config.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config.settings import from_setting
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    # Longer targets are almost always scanners or broken clients; 8 KiB matches nginx.
-    max_request_line: int = 8192
-    # Sum of all header lines; nginx allows 4 x 8 KiB, gunicorn 100 x 8 KiB.
-    max_header_size: int = 65536
-    # Many more than any browser sends; bounds per-request allocations.
-    max_headers: int = 100
-    # A safe default where gunicorn and granian have none; raise it for upload sites.
-    max_body_size: int = 100 * 1024 * 1024
-    # Bodies up to this size stay in memory; larger ones spill to a temporary file.
-    body_buffer_size: int = 1024 * 1024
+    max_request_line: int = from_setting("max_request_line")
+    max_header_size: int = from_setting("max_header_size")
+    max_headers: int = from_setting("max_headers")
+    max_body_size: int = from_setting("max_body_size")
+    body_buffer_size: int = from_setting("body_buffer_size")

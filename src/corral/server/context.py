@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..config.settings import from_setting
 from ..http.limits import Limits
 from ..observe.stats import WorkerStats
 from ..proxy.forwarded import ProxyHeaders
@@ -23,14 +24,12 @@ WSGIApp = Callable[..., Any]
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    # Seconds an idle keep-alive connection is kept open; nginx uses 75, most proxies less.
-    keepalive: float = 5.0
-    # Seconds allowed for a whole request head to arrive: slowloris protection.
-    header: float = 10.0
-    # Seconds a request body may stall between two reads before we give up.
-    body: float = 30.0
-    # Seconds a response may wait on a client that does not read it.
-    send: float = 60.0
+    """Seconds, each the setting named in from_setting() (its default and reason are declared there)."""
+
+    keepalive: float = from_setting("keepalive_timeout")
+    header: float = from_setting("header_timeout")
+    body: float = from_setting("body_timeout")
+    send: float = from_setting("send_timeout")
 
 
 @dataclass(eq=False)

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from .. import settings_guard
 from ..config.files import PROFILE_ENV
+from ..config.settings import carried
 from ..hooks import WorkerHooks, WorkerInfo
 from ..http.limits import Limits
 from ..loading import AppLoadError, load_app
@@ -153,19 +154,8 @@ class Worker:
         self.ctx = ServerContext(
             app=app,
             loop=self.loop,
-            limits=Limits(
-                max_request_line=config.max_request_line,
-                max_header_size=config.max_header_size,
-                max_headers=config.max_headers,
-                max_body_size=config.max_body_size,
-                body_buffer_size=config.body_buffer_size,
-            ),
-            timeouts=Timeouts(
-                keepalive=config.keepalive_timeout,
-                header=config.header_timeout,
-                body=config.body_timeout,
-                send=config.send_timeout,
-            ),
+            limits=carried(Limits, config),
+            timeouts=carried(Timeouts, config),
             executor=executor,
             multiprocess=config.workers > 1,
             max_connections=config.max_connections,
