@@ -29,6 +29,8 @@ Cases (``--cases``; default: all):
 * ``hello-ka-t8``  hello-ka with thread pools: corral --threads 8 vs gunicorn gthread 8 threads
 * ``tls-ka``       hello-ka over TLS (a self-signed certificate made with openssl), corral vs gunicorn
 * ``tls-close``    the same with ``Connection: close``: one TLS handshake per request
+* ``nginx-uds-ka``  hello through nginx (started by the bench) to the server on a Unix socket,
+  upstream keep-alive: corral-nginx vs gunicorn-nginx; CPU counts nginx and the server together
 
 Servers (``--servers`` replaces the line-up of every selected case; the first is the
 reference): corral, corral-t8, gunicorn (sync), gunicorn-gthread (8 threads), waitress,
@@ -90,6 +92,7 @@ PEERS = ("corral", "gunicorn", "waitress", "granian", "bjoern")
 THREADED = ("corral-t8", "gunicorn-gthread")
 SITES = ("corral-sites", "corral")
 TLS = ("corral-tls", "gunicorn-tls")
+NGINX = ("corral-nginx", "gunicorn-nginx")
 
 CASES: dict[str, Case] = {
     case.name: case
@@ -104,6 +107,7 @@ CASES: dict[str, Case] = {
         Case("sites-close", "hello", SITES, close=True, description="the same with Connection: close"),
         Case("tls-ka", "hello", TLS, description="hello over TLS, keep-alive"),
         Case("tls-close", "hello", TLS, close=True, description="hello over TLS, a handshake per request"),
+        Case("nginx-uds-ka", "hello", NGINX, description="hello through nginx, Unix socket upstream, keep-alive"),
     )
 }
 
@@ -137,6 +141,7 @@ class Server:
     build: CommandBuilder
     imports: str | None = None  # module the venv's python must import (servers with no script)
     tls: bool = False  # serves HTTPS with tls_files()
+    nginx: bool = False  # listens on upstream_socket(port); nginx listens on the port (start_nginx)
 
     @property
     def scheme(self) -> str:
@@ -187,6 +192,62 @@ def _with_tls(build: CommandBuilder) -> CommandBuilder:
     return with_tls
 
 
+def upstream_socket(port: int) -> Path:
+    """The Unix socket a server behind nginx listens on (named by nginx's port: one per round)."""
+    return Path(tempfile.gettempdir()) / f"corral-bench-upstream-{port}.sock"
+
+
+def _on_upstream_socket(build: CommandBuilder) -> CommandBuilder:
+    """``build``'s command with its ``--bind`` moved to upstream_socket(port) (both servers say unix:PATH)."""
+    def on_socket(bin_dir: Path, target: Target, port: int) -> list[str]:
+        argv = build(bin_dir, target, port)
+        argv[argv.index("--bind") + 1] = f"unix:{upstream_socket(port)}"
+        return argv
+    return on_socket
+
+
+NGINX_CONF = """worker_processes 1;
+daemon off;
+{user}pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    upstream app {{
+        server unix:{socket};
+        keepalive 64;                         # idle connections kept to the server, per nginx worker
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {host}:{port};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;           # upstream keep-alive needs HTTP/1.1 ...
+            proxy_set_header Connection "";   # ... and no "Connection: close" from nginx
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_command(port: int, work: Path) -> list[str]:
+    """nginx on HOST:port in front of upstream_socket(port), as docs/proxies.md configures it."""
+    conf = work / f"nginx-{port}.conf"
+    # Started as root, nginx's worker would run as nobody and could not reach the server's socket.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(user=user, work=work, socket=upstream_socket(port), host=HOST, port=port))
+    return [shutil.which("nginx") or "nginx", "-e", str(work / "nginx-error.log"), "-p", str(work), "-c", str(conf)]
+
+
 def _gunicorn(worker_class: str, threads: int = 1) -> CommandBuilder:
     def build(bin_dir: Path, target: Target, port: int) -> list[str]:
         argv = [str(bin_dir / "gunicorn"), "--workers", "1", "--worker-class", worker_class,
@@ -222,6 +283,8 @@ SERVERS: dict[str, Server] = {
         Server("gunicorn-gthread", "gunicorn", _gunicorn("gthread", 8)),
         Server("corral-tls", "corral", _with_tls(_corral(1)), tls=True),
         Server("gunicorn-tls", "gunicorn", _with_tls(_gunicorn("sync")), tls=True),
+        Server("corral-nginx", "corral", _on_upstream_socket(_corral(1)), nginx=True),
+        Server("gunicorn-nginx", "gunicorn", _on_upstream_socket(_gunicorn("sync")), nginx=True),
         Server("waitress", "waitress-serve", _waitress),
         Server("granian", "granian", _granian),
         Server("bjoern", "python", _bjoern, imports="bjoern"),
@@ -234,6 +297,8 @@ def missing_reason(server: Server, bin_dir: Path) -> str | None:
     exe = bin_dir / server.executable
     if not os.access(exe, os.X_OK):
         return f"not installed ({exe} missing)"
+    if server.nginx and not shutil.which("nginx"):
+        return "nginx is not on PATH (apt-get install -y nginx)"
     if server.imports:
         probe = subprocess.run([str(exe), "-c", f"import {server.imports}"],
                                capture_output=True, text=True)
@@ -457,22 +522,49 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             pass
 
 
-@contextmanager
-def running(server: Server, target: Target, settings: Settings, work: Path) -> Iterator[tuple[int, int]]:
-    """Start ``server`` serving ``target``; yield (pid, port) once it answers; stop it after."""
-    port = free_port()
-    log = work / f"{server.name}.log"
+def wait_unix_socket(proc: subprocess.Popen[bytes], path: Path, log: Path) -> None:
+    """Return once something accepts on the Unix socket ``path``; raise RoundError otherwise."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RoundError(f"exited with status {proc.returncode}: {log_tail(log)}")
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except OSError:
+                time.sleep(0.05)  # another process's socket: no event to wait on
+    raise RoundError(f"not listening on unix:{path} after {READY_TIMEOUT_S:.0f}s: {log_tail(log)}")
+
+
+def start(argv: list[str], target: Target, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, **dict(target.env))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target.directory), os.environ.get("PYTHONPATH")) if p)
-    argv = pinned(SERVER_CPU, server.build(settings.bin_dir, target, port), settings)
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, cwd=target.directory, env=env, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(argv, cwd=target.directory, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@contextmanager
+def running(server: Server, target: Target, settings: Settings, work: Path) -> Iterator[tuple[list[int], int]]:
+    """Start ``server`` serving ``target`` (behind nginx for an nginx server, both pinned to the
+    server CPU); yield (the processes to account for, port) once it answers; stop them after."""
+    port = free_port()
+    log = work / f"{server.name}.log"
+    proc = start(pinned(SERVER_CPU, server.build(settings.bin_dir, target, port), settings), target, log)
+    procs = [proc]
     try:
-        wait_ready(proc, port, log, server.tls)
-        yield proc.pid, port
+        if server.nginx:
+            wait_unix_socket(proc, upstream_socket(port), log)
+            nginx_log = work / f"{server.name}-nginx.log"
+            procs.insert(0, start(pinned(SERVER_CPU, nginx_command(port, work), settings), target, nginx_log))
+            wait_ready(procs[0], port, nginx_log)
+        else:
+            wait_ready(proc, port, log, server.tls)
+        yield [p.pid for p in procs], port
     finally:
-        stop(proc)
+        for each in procs:
+            stop(each)
 
 
 # --------------------------------------------------------------------------- wrk
@@ -547,12 +639,12 @@ class Sample:
 def measure(server: Server, case: Case, target: Target, settings: Settings, work: Path,
             upload_script: Path) -> Sample:
     """One round: start the server, warm it up, load it, read CPU and RSS, stop it."""
-    with running(server, target, settings, work) as (pid, port):
+    with running(server, target, settings, work) as (pids, port):
         run_wrk(wrk_command(case, server, port, settings.warmup_s, settings, upload_script), settings.warmup_s)
-        cpu_before = cpu_seconds(process_tree(pid))
+        cpu_before = cpu_seconds([pid for root in pids for pid in process_tree(root)])
         result = run_wrk(wrk_command(case, server, port, settings.duration_s, settings, upload_script),
                          settings.duration_s)
-        tree = process_tree(pid)
+        tree = [pid for root in pids for pid in process_tree(root)]
         cpu = cpu_seconds(tree) - cpu_before
         rss = rss_mib(tree)
     if result.non_2xx:

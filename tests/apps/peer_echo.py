@@ -14,6 +14,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
             "remote_addr": environ.get("REMOTE_ADDR"),
             "remote_port": environ.get("REMOTE_PORT"),
             "path": environ.get("PATH_INFO"),
+            "scheme": environ.get("wsgi.url_scheme"),
             "site": os.environ.get("SITE_NAME"),
             "pid": os.getpid(),
         }

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -18,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from django_project import create_django_project
-from helpers import APPS, Server
+from helpers import APPS, Server, read_to_eof
+from tls_pki import PKI
 
 pytest.importorskip("django")
 
@@ -203,3 +206,76 @@ def test_a_mounted_app_behind_djangos_users(project: Path, tmp_path: Path) -> No
         assert get(server, "/tools/", basic("bob"))[0] == 403
         assert get(server, "/tools/", basic("alice", "nope"))[0] == 401
         assert get(server, "/flavor/")[0] == 200  # the site's own app is not guarded
+
+
+# -- the guard over real HTTPS, and behind a proxy that says https ----------------------------
+
+GUARDED_HTTPS_ONLY = '"/https-only" = {{ root = "{root}", auth = "django", auth-groups = ["staff"] }}\n'
+
+
+def https_only_config(home: Path, project: Path, *top: str) -> None:
+    (home / "corral.toml").write_text(
+        f'chdir = "{project}"\nsettings = "mysite.settings_files"\n' + "".join(f"{line}\n" for line in top)
+        + "[static]\n" + GUARDED_HTTPS_ONLY.format(root=project / "private")
+    )
+
+
+def fetch(port: int, path: str, *headers: str, source: str | None = None,
+          context: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection (from `source`, over TLS with `context`); the answer."""
+    sock = socket.socket()
+    sock.settimeout(10)
+    if source is not None:
+        sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    if context is not None:
+        sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
+    extra = "".join(f"{h}\r\n" for h in headers)
+    with sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n".encode())
+        data, closed = read_to_eof(sock, 10)
+    assert closed, data
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    found = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), found, body
+
+
+def test_a_guarded_file_over_https(project: Path, tmp_path: Path) -> None:
+    pki = PKI(tmp_path)
+    https_only_config(tmp_path, project, f'certfile = "{pki.cert}"', f'keyfile = "{pki.key}"')
+    with Server([], cwd=tmp_path) as server:
+        status, _, body = fetch(server.port, "/https-only/report.txt", basic("alice"), context=pki.context())
+        assert status == 200 and body == b"for staff only\n"
+        # Over TLS a challenge is safe to send: the browser may ask for the password.
+        status, headers, body = fetch(server.port, "/https-only/report.txt", context=pki.context())
+        assert status == 401 and headers["www-authenticate"].startswith('Basic realm="static /https-only"')
+        status, _, body = fetch(server.port, "/https-only/report.txt", basic("bob"), context=pki.context())
+        assert status == 403 and b"staff only" not in body
+
+
+UNTRUSTED = "127.0.0.5"  # a loopback address that is not in the default --trusted-proxies (127.0.0.1)
+
+
+def test_a_guarded_file_behind_a_proxy_that_says_https(project: Path, tmp_path: Path) -> None:
+    https_only_config(tmp_path, project)
+    with Server([], cwd=tmp_path) as server:
+        # From 127.0.0.1 (a trusted proxy, by default): its X-Forwarded-Proto says the client used TLS.
+        status, _, body = fetch(server.port, "/https-only/report.txt", basic("alice"), "X-Forwarded-Proto: https")
+        assert status == 200 and body == b"for staff only\n"
+        status, headers, _ = fetch(server.port, "/https-only/report.txt", "X-Forwarded-Proto: https")
+        assert status == 401 and "www-authenticate" in headers
+        assert fetch(server.port, "/https-only/report.txt", basic("alice"), "Forwarded: proto=https")[0] == 200
+        # The proxy saying http, or saying nothing: plain HTTP, refused without a prompt.
+        for said in ("X-Forwarded-Proto: http", "X-Forwarded-For: 198.51.100.7"):
+            status, headers, body = fetch(server.port, "/https-only/report.txt", basic("alice"), said)
+            assert status == 403 and "www-authenticate" not in headers and b"staff only" not in body
+        # An untrusted peer cannot claim https: its header is removed, the request is plain HTTP.
+        for spoof in ("X-Forwarded-Proto: https", "X-Forwarded_Proto: https", "Forwarded: proto=https"):
+            for credentials in ((basic("alice"),), ()):
+                status, headers, body = fetch(server.port, "/https-only/report.txt", *credentials, spoof,
+                                              source=UNTRUSTED)
+                assert status == 403, (spoof, credentials)
+                assert "www-authenticate" not in headers and b"staff only" not in body
+        assert server.wait_for(rf"/https-only: refused a request from {UNTRUSTED.replace('.', '[.]')} over plain HTTP",
+                               5)

@@ -26,12 +26,6 @@ def tls_problems(config: Config, multi_site: bool = False) -> list[str]:
         )
     if config.client_cert == "none" and config.ca_certs is not None:
         problems.append("ca-certs is only used to verify client certificates: set client-cert to optional or required")
-    if config.proxy_protocol or any(bind.startswith("proxy:") for bind in config.bind):
-        # The PROXY header comes before the TLS handshake; the TLS acceptor does not read it yet.
-        problems.append(
-            "certfile cannot be used with the PROXY protocol yet: a load balancer that sends PROXY headers "
-            "should terminate TLS itself, or pass TLS through without --proxy-protocol"
-        )
     if multi_site:
         # A routed connection is passed to another site's worker as a bare socket, and TLS
         # state cannot travel with it (docs/tls.md, "Limits").

@@ -11,6 +11,11 @@ protocol, and is done. A malformed, truncated or late header is closed without
 an answer (there is no HTTP yet to answer in) and logged in one line, at most a
 few lines a minute however many arrive.
 
+A TLS listener reads the header itself, from the raw socket before the handshake
+(tls_listener.py): `take_header` consumes the header's bytes and not one more, so
+the TLS records behind it stay in the socket for the TLS transport. Both paths use
+the same trust check, deadline, refusal reasons and rejection log (`ProxyIntake`).
+
 Listeners without the PROXY protocol never see this module: their factory makes
 the HTTPConnection directly, as before.
 """
@@ -19,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ..proxy.protocol import ProxyHeaderError, ProxyHeaderReader
+from ..proxy.protocol import V2_MAX, ProxyHeader, ProxyHeaderError, ProxyHeaderReader, parse_header
 from ..proxy.trust import TrustedProxies
 
 log = logging.getLogger("corral.error")
@@ -37,6 +44,15 @@ PROXY_HEADER_TIMEOUT = 5.0
 
 def header_deadline(header_timeout: float) -> float:
     return min(PROXY_HEADER_TIMEOUT, header_timeout)
+
+
+# Why a connection was refused, in the same words whichever listener refused it.
+NOT_TRUSTED = "the peer is not a trusted proxy (see --trusted-proxies)"
+ENDED_EARLY = "the connection ended before the PROXY header was complete"
+
+
+def too_late(timeout: float) -> str:
+    return f"no complete PROXY header within {timeout:g} s"
 
 
 class RejectionLog:
@@ -70,6 +86,47 @@ class RejectionLog:
             self._suppressed += 1
 
 
+@dataclass(frozen=True)
+class ProxyIntake:
+    """What a PROXY-protocol listener needs: whom to believe, how long to wait, where to log."""
+
+    trusted: TrustedProxies
+    timeout: float  # for the header alone (header_deadline)
+    rejections: RejectionLog
+
+    def admits(self, peer: Any) -> bool:
+        """Whether `peer` (a peername) may send a header at all; logs the refusal if not."""
+        if self.trusted.trusts(peer_host(peer)):
+            return True
+        self.rejections(describe_peer(peer), NOT_TRUSTED)
+        return False
+
+
+def take_header(conn: socket.socket, consumed: bytes) -> tuple[ProxyHeader | None, bytes]:
+    """Read the PROXY header from a non-blocking raw socket, and not one byte past it.
+
+    `consumed` is what earlier calls took. Returns (the header, b"") once complete, or
+    (None, all consumed so far) to wait for more. The bytes waiting in the socket are
+    peeked, parsed, and only those that are header taken: an incomplete header means every
+    byte seen so far belongs to it. Raises ProxyHeaderError when the bytes cannot be a
+    header or the connection ends first.
+    """
+    try:
+        peeked = conn.recv(V2_MAX - len(consumed), socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return None, consumed  # woken for nothing
+    except OSError:
+        peeked = b""  # reset: as good as closed
+    if not peeked:
+        raise ProxyHeaderError(ENDED_EARLY)
+    header = parse_header(consumed + peeked)
+    wanted = header.length - len(consumed) if header is not None else len(peeked)
+    taken = conn.recv(wanted)  # already queued (just peeked), so it all comes at once
+    if len(taken) != wanted:
+        raise ProxyHeaderError(ENDED_EARLY)
+    return (header, b"") if header is not None else (None, consumed + taken)
+
+
 # make_connection(initial bytes, client address or None) -> the HTTP protocol to swap in.
 MakeConnection = Callable[[bytes, Any], Any]
 
@@ -97,10 +154,8 @@ class ProxyProtocolReader:
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
-        peer = transport.get_extra_info("peername")
-        host = peer[0] if isinstance(peer, tuple) else None  # None: a Unix-socket peer
-        if not self._trusted.trusts(host):
-            self._refuse("the peer is not a trusted proxy (see --trusted-proxies)")
+        if not self._trusted.trusts(peer_host(transport.get_extra_info("peername"))):
+            self._refuse(NOT_TRUSTED)
             return
         self._timer = self._loop.call_later(self._timeout, self._time_out)
 
@@ -121,7 +176,7 @@ class ProxyProtocolReader:
         connection.connection_made(self._transport)
 
     def eof_received(self) -> bool:
-        self._refuse("the connection ended before the PROXY header was complete")
+        self._refuse(ENDED_EARLY)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -135,13 +190,13 @@ class ProxyProtocolReader:
 
     def _time_out(self) -> None:
         self._timer = None
-        self._refuse(f"no complete PROXY header within {self._timeout:g} s")
+        self._refuse(too_late(self._timeout))
 
     def _refuse(self, reason: str) -> None:
         if self._done:
             return
         self._finish()
-        self._rejections(_describe(self._transport.get_extra_info("peername")), reason)
+        self._rejections(describe_peer(self._transport.get_extra_info("peername")), reason)
         self._transport.close()
 
     def _finish(self) -> None:
@@ -151,7 +206,12 @@ class ProxyProtocolReader:
             self._timer = None
 
 
-def _describe(peer: Any) -> str:
+def peer_host(peer: Any) -> str | None:
+    """The host of a peername, as TrustedProxies judges it; None: a Unix-socket peer."""
+    return str(peer[0]) if isinstance(peer, tuple) else None
+
+
+def describe_peer(peer: Any) -> str:
     if isinstance(peer, tuple):
         host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
         return f"{host}:{peer[1]}"

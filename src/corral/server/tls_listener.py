@@ -9,6 +9,12 @@ HTTPConnection; anything else is plain HTTP sent to an HTTPS port, answered with
 plain-text 400 as nginx does, then closed. Waiting for that byte and the handshake
 together get --header-timeout. Connections in either stage are counted in
 ctx.handshaking, so a draining worker serves them too instead of dropping them.
+
+On a PROXY-protocol listener (a load balancer passing TLS through, with a PROXY
+header in front) a stage comes first: the peer must be a trusted proxy, then the
+header is read from the raw socket (proxy_reader.take_header leaves the TLS bytes
+behind it unread) within its own deadline, refused and logged as on a plain PROXY
+listener; the client it names is the connection's peer from then on.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from ..proxy.protocol import ProxyHeaderError
 from ..wsgi.response import error_response
 from .context import ServerContext
+from .proxy_reader import MakeConnection, ProxyIntake, describe_peer, take_header, too_late
 
 log = logging.getLogger("corral.error")
 
@@ -34,6 +42,20 @@ _LINGER_BYTES = 65536
 PLAIN_HTTP_REPLY = error_response(400, "Bad Request", "The plain HTTP request was sent to an HTTPS port.")
 
 
+@dataclass(slots=True)
+class _Arrival:
+    """A connection before its handshake: when it must be done, and who the client is."""
+
+    conn: socket.socket
+    deadline: float  # for the PROXY header, the first byte and the handshake together
+    peername: Any  # the accepted peer
+    client: Any = None  # the client a PROXY header named, or None: the peer itself
+    consumed: bytes = b""  # the part of a PROXY header read so far
+
+    def shown(self) -> str:
+        return describe_peer(self.client if isinstance(self.client, tuple) else self.peername)
+
+
 class TLSServer(asyncio.AbstractServer):
     """One TLS listening socket of a worker; close() stops accepting (see Worker._drain)."""
 
@@ -42,15 +64,17 @@ class TLSServer(asyncio.AbstractServer):
         ctx: ServerContext,
         sock: socket.socket,
         context: ssl.SSLContext,
-        protocol_factory: Callable[[], Any],
+        make_connection: MakeConnection,
         timeout: float,
+        proxy: ProxyIntake | None = None,
     ) -> None:
         self._ctx = ctx
         self._loop = ctx.loop
         self._sock = sock
         self._context = context
-        self._factory = protocol_factory
+        self._make_connection = make_connection
         self._timeout = timeout
+        self._proxy = proxy  # None: no PROXY header on this listener
         self._serving = False
         self._closed = asyncio.Event()
         self._handshakes: set[asyncio.Task[None]] = set()  # referenced: the loop keeps only weak ones
@@ -89,9 +113,10 @@ class TLSServer(asyncio.AbstractServer):
 
     def _accept(self) -> None:
         ctx = self._ctx
+        proxy = self._proxy
         for _ in range(_ACCEPT_BATCH):
             try:
-                conn, _address = self._sock.accept()
+                conn, peername = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # out of file descriptors, or the peer gave up at once
@@ -100,19 +125,60 @@ class TLSServer(asyncio.AbstractServer):
             if ctx.handshaking + len(ctx.connections) >= ctx.max_connections:
                 conn.close()  # no 503 here: before a handshake the client could not read one
                 continue
+            if proxy is not None and not proxy.admits(peername):
+                conn.close()  # not a byte back: this port speaks only to trusted proxies
+                continue
             conn.setblocking(False)
             if conn.family != socket.AF_UNIX:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             ctx.handshaking += 1
-            deadline = self._loop.time() + self._timeout
-            timer = self._loop.call_at(deadline, self._no_first_byte, conn)
-            self._loop.add_reader(conn.fileno(), self._first_byte, conn, timer, deadline)
+            arrival = _Arrival(conn, self._loop.time() + self._timeout, peername)
+            if proxy is not None:
+                late = min(self._loop.time() + proxy.timeout, arrival.deadline)
+                timer = self._loop.call_at(late, self._no_proxy_header, arrival)
+                self._loop.add_reader(conn.fileno(), self._proxy_header, arrival, timer)
+            else:
+                self._await_first_byte(arrival)
+
+    # -- a PROXY header first (PROXY-protocol listeners only) --------------------------
+
+    def _proxy_header(self, arrival: _Arrival, timer: asyncio.TimerHandle) -> None:
+        assert self._proxy is not None
+        try:
+            header, arrival.consumed = take_header(arrival.conn, arrival.consumed)
+        except ProxyHeaderError as exc:
+            timer.cancel()
+            self._refuse_proxy(arrival, str(exc))
+            return
+        if header is None:
+            return  # more to come
+        self._loop.remove_reader(arrival.conn.fileno())
+        timer.cancel()
+        arrival.client = header.source
+        self._await_first_byte(arrival)
+
+    def _no_proxy_header(self, arrival: _Arrival) -> None:
+        assert self._proxy is not None
+        self._refuse_proxy(arrival, too_late(self._proxy.timeout))
+
+    def _refuse_proxy(self, arrival: _Arrival, reason: str) -> None:
+        assert self._proxy is not None
+        self._loop.remove_reader(arrival.conn.fileno())
+        self._proxy.rejections(describe_peer(arrival.peername), reason)
+        self._done(arrival.conn)
+
+    # -- the first byte of TLS, then the handshake -------------------------------------
+
+    def _await_first_byte(self, arrival: _Arrival) -> None:
+        timer = self._loop.call_at(arrival.deadline, self._no_first_byte, arrival.conn)
+        self._loop.add_reader(arrival.conn.fileno(), self._first_byte, arrival, timer)
 
     def _no_first_byte(self, conn: socket.socket) -> None:
         self._loop.remove_reader(conn.fileno())
         self._done(conn)
 
-    def _first_byte(self, conn: socket.socket, timer: asyncio.TimerHandle, deadline: float) -> None:
+    def _first_byte(self, arrival: _Arrival, timer: asyncio.TimerHandle) -> None:
+        conn = arrival.conn
         try:
             first = conn.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
@@ -124,28 +190,31 @@ class TLSServer(asyncio.AbstractServer):
         if not first:
             self._done(conn)  # closed (or reset) before saying anything
         elif first[0] == _TLS_HANDSHAKE:
-            task = self._loop.create_task(self._handshake(conn, deadline))
+            task = self._loop.create_task(self._handshake(arrival))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
         else:
-            self._refuse_plain_http(conn)
+            self._refuse_plain_http(conn, arrival.shown())
 
-    async def _handshake(self, conn: socket.socket, deadline: float) -> None:
-        peer = _peer(conn)
-        remaining = max(deadline - self._loop.time(), 0.001)
+    async def _handshake(self, arrival: _Arrival) -> None:
+        remaining = max(arrival.deadline - self._loop.time(), 0.001)
+        client = arrival.client
         try:
             # From here the loop owns the socket: it closes it, also when the handshake fails.
             await self._loop.connect_accepted_socket(
-                self._factory, conn, ssl=self._context, ssl_handshake_timeout=remaining
+                lambda: self._make_connection(b"", client),
+                arrival.conn,
+                ssl=self._context,
+                ssl_handshake_timeout=remaining,
             )
         except OSError as exc:  # ssl.SSLError and TimeoutError are OSErrors
-            log.debug("TLS handshake with %s failed: %s", peer, exc)
+            log.debug("TLS handshake with %s failed: %s", arrival.shown(), exc)
         finally:
             self._ctx.handshaking -= 1
 
-    def _refuse_plain_http(self, conn: socket.socket) -> None:
+    def _refuse_plain_http(self, conn: socket.socket, shown: str) -> None:
         ctx = self._ctx
-        log.info("Rejected connection from %s: plain HTTP sent to an HTTPS port", _peer(conn))
+        log.info("Rejected connection from %s: plain HTTP sent to an HTTPS port", shown)
         ctx.stats.record(ctx.site_name, "", 400, 0.0, 0, 0)
         try:
             conn.send(PLAIN_HTTP_REPLY)  # a few hundred bytes: an empty send buffer takes them whole
@@ -176,10 +245,3 @@ class TLSServer(asyncio.AbstractServer):
         conn.close()
         self._ctx.handshaking -= 1
 
-
-def _peer(conn: socket.socket) -> str:
-    try:
-        address = conn.getpeername()
-    except OSError:
-        return "client"
-    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "unix"

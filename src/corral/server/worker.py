@@ -40,7 +40,7 @@ from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
 from .handoff import receive_connection
-from .proxy_reader import ProxyProtocolReader, RejectionLog, header_deadline
+from .proxy_reader import ProxyIntake, ProxyProtocolReader, RejectionLog, header_deadline
 from .routing import Router
 from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
 from .tls import TLSError, build_context
@@ -235,9 +235,12 @@ class Worker:
 
     async def _listen(self, sock: socket.socket, fd: int) -> asyncio.AbstractServer:
         """Serve `sock`, whose listener was fd `fd` (the PROXY protocol flag is kept by fd)."""
-        if self.tls_context is not None:  # PROXY protocol with TLS is refused by the config
-            timeout = self.spec.config.header_timeout  # for the first byte and the handshake
-            return TLSServer(self.ctx, sock, self.tls_context, self._new_connection, timeout).start()
+        if self.tls_context is not None:
+            timeout = self.spec.config.header_timeout  # for a PROXY header, the first byte and the handshake
+            proxy = None
+            if fd in self.proxy_fds:  # TLS passed through by a load balancer, a PROXY header in front
+                proxy = ProxyIntake(self.proxy_trust, header_deadline(timeout), self.proxy_rejections)
+            return TLSServer(self.ctx, sock, self.tls_context, self._new_connection, timeout, proxy).start()
         return await self.loop.create_server(self._protocol_factory(fd), sock=sock, backlog=self.spec.config.backlog)
 
     def _on_master_message(self) -> None:

@@ -31,8 +31,6 @@ def test_defaults_are_plain_http() -> None:
         (["--client-cert", "optional"], "client-cert = optional needs HTTPS: set certfile (--certfile)"),
         (["--certfile", "c.pem", "--client-cert", "required"], "client-cert = required needs ca-certs: the CA certificates that sign client certificates"),
         (["--certfile", "c.pem", "--ca-certs", "ca.pem"], "ca-certs is only used to verify client certificates: set client-cert to optional or required"),
-        (["--certfile", "c.pem", "--proxy-protocol"], "certfile cannot be used with the PROXY protocol yet: a load balancer that sends PROXY headers should terminate TLS itself, or pass TLS through without --proxy-protocol"),
-        (["--certfile", "c.pem", "--bind", "proxy:127.0.0.1:8443"], "certfile cannot be used with the PROXY protocol yet: a load balancer that sends PROXY headers should terminate TLS itself, or pass TLS through without --proxy-protocol"),
     ],
 )
 def test_settings_that_do_not_go_together(argv: list[str], expected: str) -> None:
@@ -40,6 +38,19 @@ def test_settings_that_do_not_go_together(argv: list[str], expected: str) -> Non
     with pytest.raises(ConfigError) as info:
         plan_from_args(args, environ={})
     assert info.value.problems == [expected]
+
+
+@pytest.mark.parametrize("argv", [["--proxy-protocol"], ["--bind", "proxy:127.0.0.1:8443"], ["--bind", "127.0.0.1:8000", "--bind", "proxy:[::1]:8443"]])
+def test_tls_goes_with_the_proxy_protocol(argv: list[str]) -> None:
+    # A load balancer passing TLS through with a PROXY header in front (tls_listener.py reads both).
+    args = build_parser().parse_args(["serve", "--certfile", "c.pem", *argv])
+    config = plan_from_args(args, environ={}).server
+    assert config.certfile is not None and config.certfile.endswith("c.pem")
+
+
+def test_tls_with_the_proxy_protocol_in_corral_toml(toml) -> None:
+    config = load_plan(toml('certfile = "c.pem"\nproxy-protocol = true\n')).server
+    assert config.proxy_protocol and config.certfile is not None
 
 
 def test_client_cert_mode_is_checked() -> None:

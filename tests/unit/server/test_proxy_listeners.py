@@ -1,5 +1,5 @@
 """PROXY protocol plumbing: `proxy:` binds, which listeners expect it, the handoff's peer,
-the header deadline and the refusal log's limit."""
+the header deadline, the refusal log's limit, and the raw-socket reader of TLS listeners."""
 
 from __future__ import annotations
 
@@ -10,9 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from corral.proxy.protocol import ProxyHeaderError
+from corral.proxy.trust import TrustedProxies
 from corral.server.handoff import handoff_pair, receive_connection, send_connection
 from corral.server.listeners import Address, BindError, parse_bind, proxy_protocol_fds
-from corral.server.proxy_reader import PROXY_HEADER_TIMEOUT, RejectionLog, header_deadline
+from corral.server.proxy_reader import (
+    ENDED_EARLY,
+    NOT_TRUSTED,
+    PROXY_HEADER_TIMEOUT,
+    ProxyIntake,
+    RejectionLog,
+    header_deadline,
+    take_header,
+)
+from proxy_headers import tlv, v1, v2
 
 
 @pytest.mark.parametrize(
@@ -117,3 +128,63 @@ def test_refusals_are_logged_once_each_up_to_a_burst(caplog: pytest.LogCaptureFi
             "PROXY protocol: 3 more connections refused without a log line each",
             "PROXY protocol: refused a connection from 10.0.0.9:1: late",
         ]
+
+
+# -- take_header: the PROXY header off a raw socket, the TLS bytes behind it left unread --------
+
+CLIENT_HELLO = b"\x16\x03\x01\x00\x05hello"  # what must stay in the socket for the TLS transport
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+@pytest.mark.parametrize("header", [v1(), v1("2001:db8::1", "2001:db8::2"), v2(), v2(tlvs=tlv(0xEA, b"x" * 300)),
+                                    v2(None, local=True)], ids=["v1", "v1-ipv6", "v2", "v2-tlvs", "v2-local"])
+def test_take_header_leaves_what_follows_in_the_socket(pair: tuple[socket.socket, socket.socket],
+                                                       header: bytes) -> None:
+    ours, theirs = pair
+    theirs.sendall(header + CLIENT_HELLO)
+    found, consumed = take_header(ours, b"")
+    assert found is not None and found.length == len(header) and consumed == b""
+    assert ours.recv(100) == CLIENT_HELLO
+
+
+def test_take_header_byte_by_byte(pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, theirs = pair
+    header = v2("192.0.2.5", "192.0.2.1", 99, 443)
+    consumed = b""
+    assert take_header(ours, consumed) == (None, b"")  # nothing yet: woken for nothing
+    for i, byte in enumerate(header):
+        theirs.sendall(bytes([byte]) + (CLIENT_HELLO if i == len(header) - 1 else b""))
+        found, consumed = take_header(ours, consumed)
+        if i < len(header) - 1:
+            assert found is None and consumed == header[: i + 1]
+    assert found is not None and found.source == ("192.0.2.5", 99)
+    assert ours.recv(100) == CLIENT_HELLO
+
+
+@pytest.mark.parametrize(("sent", "reason"),
+                         [(CLIENT_HELLO, "not a PROXY protocol header"), (b"PROXY TCP4 ", ENDED_EARLY)])
+def test_take_header_refuses(pair: tuple[socket.socket, socket.socket], sent: bytes, reason: str) -> None:
+    ours, theirs = pair
+    theirs.sendall(sent)
+    theirs.shutdown(socket.SHUT_WR)
+    with pytest.raises(ProxyHeaderError, match=reason):
+        _found, consumed = take_header(ours, b"")
+        take_header(ours, consumed)  # the rest never comes: the connection ended
+
+
+def test_intake_admits_trusted_peers_only(caplog: pytest.LogCaptureFixture) -> None:
+    intake = ProxyIntake(TrustedProxies(["10.0.0.0/8", "unix"]), 1.0, RejectionLog())
+    with caplog.at_level(logging.WARNING, logger="corral.error"):
+        assert intake.admits(("10.1.2.3", 5)) and intake.admits("")
+        assert not intake.admits(("2001:db8::1", 7, 0, 0))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"PROXY protocol: refused a connection from [2001:db8::1]:7: {NOT_TRUSTED}"
+    ]
