@@ -38,6 +38,7 @@ import pytest
 import yaml
 
 from helpers import Server, read_response
+from http_client import get
 
 DATA = Path(__file__).parent.parent / "data" / "production"
 DOC = Path(__file__).parent.parent.parent / "docs" / "production.md"
@@ -182,16 +183,6 @@ def corral_argv(argv: Sequence[str], site: Site | None = None) -> list[str]:
     """An example's `corral ...` command line, run by this interpreter (paths templated)."""
     assert Path(argv[0]).name == "corral", argv
     return CORRAL + [site.template(a) if site else a for a in argv[1:]]
-
-
-def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def unix_get(path: Path, target: str, timeout: float = 20.0) -> tuple[int, bytes]:
