@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import Server, read_response
+from helpers import Server, docs_paths_under, read_response
 from http_client import get
 
 DATA = Path(__file__).parent.parent / "data" / "production"
@@ -110,10 +110,7 @@ class Site:
     root: Path
 
     def template(self, text: str) -> str:
-        """The examples' absolute paths, moved under root; the metrics port made ephemeral."""
-        for path in ("/srv/mysite", "/etc/corral", "/run/corral", "/etc/ssl/mysite"):
-            text = text.replace(path, f"{self.root}{path}")
-        return text.replace("127.0.0.1:9100", "127.0.0.1:0")
+        return docs_paths_under(self.root, text)
 
     @property
     def sock(self) -> Path:
