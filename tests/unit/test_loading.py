@@ -186,6 +186,24 @@ def test_app_raising_on_import_carries_only_the_users_frames(write: Write) -> No
     assert "importlib" not in trace and "loading.py" not in trace  # our machinery is trimmed out
 
 
+def test_dotted_form_whose_module_raises_reports_the_users_error(write: Write) -> None:
+    path = write("lt_site_raises/wsgi.py", "import lt_dependency_nobody_has\n")
+    caught = error("lt_site_raises.wsgi.application")
+    assert "no module named 'lt_dependency_nobody_has'" in str(caught)  # not "not found": the module exists
+    assert caught.user_traceback is not None and str(path) in caught.user_traceback
+
+
+@pytest.mark.xfail(strict=True, reason="src bug: the Django dotted form names the spec as the module that failed "
+                   "('lt_site_raises2.wsgi.application'), where the ':' form names the module ('lt_site_raises2.wsgi')")
+def test_dotted_form_names_the_module_that_failed(write: Write) -> None:
+    write("lt_site_raises2/wsgi.py", "raise KeyError('k')\n")
+    assert str(error("lt_site_raises2.wsgi:application")).startswith(
+        "cannot load app 'lt_site_raises2.wsgi:application': importing 'lt_site_raises2.wsgi' raised KeyError"
+    )
+    assert str(error("lt_site_raises2.wsgi.application")).startswith(
+        "cannot load app 'lt_site_raises2.wsgi.application': importing 'lt_site_raises2.wsgi' raised KeyError"
+    )
+
 def test_syntax_error_names_the_file_and_line(write: Write) -> None:
     path = write("lt_syntax.py", "x = 1\ndef broken(:\n")
     caught = error("lt_syntax:app")
@@ -230,6 +248,16 @@ def test_load_object_errors_name_what_was_loaded(write: Write) -> None:
         "cannot load middleware 'lt_no_such_module:Thing': module 'lt_no_such_module' not found"
     )
 
+
+
+@pytest.mark.xfail(strict=True, reason="src bug: load_object only renames 'cannot load app' for a missing module; "
+                   "an invalid path or a module that raises is still reported as an app")
+@pytest.mark.parametrize("spec", ["Thing", "lt-bad:Thing", "lt_objects_raises:Thing"])
+def test_load_object_errors_never_call_a_middleware_an_app(write: Write, spec: str) -> None:
+    write("lt_objects_raises.py", "raise KeyError('k')\n")
+    with pytest.raises(AppLoadError) as caught:
+        load_object(spec, what="middleware")
+    assert str(caught.value).startswith(f"cannot load middleware {spec!r}: ")
 
 # -- a Django settings module ------------------------------------------------------------
 # Django configures itself once per process, so these run in a fresh interpreter each.
