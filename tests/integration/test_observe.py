@@ -20,17 +20,7 @@ from corral.observe.httpd import MetricsServer, parse_address
 from corral.observe.state import MasterStats, ServerState
 from corral.observe.stats import WorkerStats
 from helpers import Server
-
-
-def get(address: tuple[str, int], path: str, method: str = "GET",
-        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection(*address, timeout=5)
-    try:
-        conn.request(method, path, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
+from http_client import request
 
 
 def samples(body: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -61,25 +51,25 @@ def server(master: MasterStats) -> Iterator[MetricsServer]:
 
 def test_healthz_is_live_even_while_nothing_is_ready(server: MetricsServer, master: MasterStats) -> None:
     master.set_draining()
-    status, headers, body = get(server.address, "/healthz")
+    status, headers, body = request(server.address, "/healthz")
     assert (status, body) == (200, b"ok\n")
     assert headers["content-length"] == "3"
 
 
 def test_readyz_follows_the_workers(server: MetricsServer, master: MasterStats) -> None:
-    status, _, body = get(server.address, "/readyz")
+    status, _, body = request(server.address, "/readyz")
     assert status == 503
     assert body == b"not ready\nsite 'blog' has no ready worker\n"
     master.worker_started(10, "blog")
     master.worker_ready(10)
-    assert get(server.address, "/readyz")[:3:2] == (200, b"ok\n")
+    assert request(server.address, "/readyz")[:3:2] == (200, b"ok\n")
     master.worker_draining(10)  # e.g. recycled, replacement not up yet
-    assert get(server.address, "/readyz")[0] == 503
+    assert request(server.address, "/readyz")[0] == 503
     master.worker_started(11, "blog")
     master.worker_ready(11)
-    assert get(server.address, "/readyz?verbose=1")[0] == 200  # the query string is ignored
+    assert request(server.address, "/readyz?verbose=1")[0] == 200  # the query string is ignored
     master.set_draining()
-    status, _, body = get(server.address, "/readyz")
+    status, _, body = request(server.address, "/readyz")
     assert (status, body) == (503, b"not ready\nthe server is stopping\n")
 
 
@@ -93,7 +83,7 @@ def test_metrics_after_known_traffic(server: MetricsServer, master: MasterStats)
     master.heartbeat(10, worker.snapshot(connections=2, in_flight=1), rss=50_000_000)
     master.worker_exited(10, "timeout")
     master.worker_started(11, "blog")
-    status, headers, body = get(server.address, "/metrics")
+    status, headers, body = request(server.address, "/metrics")
     assert status == 200
     assert headers["content-type"].startswith("text/plain; version=0.0.4")
     found = samples(body)
@@ -107,14 +97,14 @@ def test_metrics_after_known_traffic(server: MetricsServer, master: MasterStats)
 
 
 def test_openmetrics_head_404_and_405(server: MetricsServer) -> None:
-    status, headers, body = get(server.address, "/metrics", headers={"Accept": "application/openmetrics-text"})
+    status, headers, body = request(server.address, "/metrics", headers={"Accept": "application/openmetrics-text"})
     assert status == 200 and headers["content-type"].startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
-    status, headers, body = get(server.address, "/healthz", method="HEAD")
+    status, headers, body = request(server.address, "/healthz", method="HEAD")
     assert (status, headers["content-length"], body) == (200, "3", b"")
-    assert get(server.address, "/")[0] == 404
-    assert get(server.address, "/metrics/")[0] == 404
-    status, headers, _ = get(server.address, "/metrics", method="POST")
+    assert request(server.address, "/")[0] == 404
+    assert request(server.address, "/metrics/")[0] == 404
+    status, headers, _ = request(server.address, "/metrics", method="POST")
     assert (status, headers["allow"]) == (405, "GET, HEAD")
 
 
@@ -141,9 +131,9 @@ def test_a_failing_state_provider_gives_500_and_the_server_goes_on() -> None:
     metrics = MetricsServer("127.0.0.1:0", broken)
     metrics.start()
     try:
-        assert get(metrics.address, "/metrics")[0] == 500
-        assert get(metrics.address, "/readyz")[0] == 500
-        assert get(metrics.address, "/healthz")[0] == 200  # liveness needs no state
+        assert request(metrics.address, "/metrics")[0] == 500
+        assert request(metrics.address, "/readyz")[0] == 500
+        assert request(metrics.address, "/healthz")[0] == 200  # liveness needs no state
         assert calls == 2
     finally:
         metrics.stop()
@@ -181,7 +171,7 @@ def test_ipv6_bind(master: MasterStats) -> None:
         pytest.skip("::1 not configured")
     try:
         assert metrics.address[0] == "::1"
-        assert get(metrics.address, "/healthz")[0] == 200
+        assert request(metrics.address, "/healthz")[0] == 200
     finally:
         metrics.stop()
 
@@ -218,7 +208,7 @@ def test_forked_children_do_not_hold_the_metrics_port(server: MetricsServer) -> 
     finally:
         os.close(read_end)
         os.waitpid(pid, 0)
-    assert get(server.address, "/healthz")[0] == 200  # the parent's socket is untouched
+    assert request(server.address, "/healthz")[0] == 200  # the parent's socket is untouched
 
 
 # -- access logs of a real server ------------------------------------------------------------
@@ -285,13 +275,13 @@ def test_real_server_metrics_after_known_traffic(serve) -> None:  # type: ignore
     address = ("127.0.0.1", int(re.search(r":(\d+)/metrics", line).group(1)))  # type: ignore[union-attr]
     for _ in range(7):
         assert server.request(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
-    assert get(address, "/readyz")[0] == 200
+    assert request(address, "/readyz")[0] == 200
     # Heartbeats carry the counters once a second: wait for them on the metrics server, with a deadline.
     key = ("corral_requests_total", frozenset({"site": "main", "method": "GET", "status_class": "2xx"}.items()))
     found: dict = {}
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # nothing to wait on but the scrape itself
-        found = samples(get(address, "/metrics")[2])
+        found = samples(request(address, "/metrics")[2])
         if found.get(key) == 7:
             break
         time.sleep(0.1)

@@ -29,6 +29,7 @@ import pytest
 
 from corral.process.control import send_command
 from helpers import Server, read_response
+from http_client import get
 
 Serve = Callable[..., Server]
 
@@ -54,17 +55,6 @@ def status(sock: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
-
-
-def get(port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
-    """One request on a fresh connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def get_pid(port: int, path: str = "/") -> int:

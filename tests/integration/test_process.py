@@ -20,23 +20,14 @@ from pathlib import Path
 import pytest
 
 from helpers import Server, read_until_close
+from http_client import get
 
 Serve = Callable[..., Server]
 MODES = {"inline": ("--threads", "1"), "threads": ("--threads", "4")}
 
 
-def http_get(host: str, port: int, target: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", target, headers={"Connection": "close"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 def get_pid(server: Server) -> int:
-    status, body = http_get(server.host, server.port, "/pid")
+    status, body = get(server.port, "/pid")
     assert status == 200
     return int(body)
 
@@ -51,7 +42,7 @@ class Background:
 
     def _run(self, server: Server, target: str, timeout: float) -> None:
         try:
-            self.result = http_get(server.host, server.port, target, timeout)
+            self.result = get(server.port, target, timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - reported to the test through `result`
             self.result = exc
 
@@ -97,7 +88,7 @@ def test_three_workers_serve_with_distinct_pids(serve: Serve) -> None:
     assert server.proc.pid not in pids
     children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
     assert pids == {int(c) for c in children}
-    env = json.loads(http_get(server.host, server.port, "/environ")[1])
+    env = json.loads(get(server.port, "/environ")[1])
     assert env["wsgi.multiprocess"]["value"] is True
 
 
@@ -284,7 +275,7 @@ def _ipv6_loopback() -> bool:
 def test_ipv6_loopback(serve: Serve) -> None:
     server = serve("wsgi_apps:app", "--bind", "[::1]:0")
     assert server.port
-    status, body = http_get("::1", server.port, "/environ")
+    status, body = get(("::1", server.port), "/environ")
     env = json.loads(body)
     assert status == 200
     assert env["REMOTE_ADDR"]["value"] == "::1"
@@ -304,7 +295,7 @@ def test_sighup_starts_new_workers_without_failed_requests(serve: Serve) -> None
     def client_loop() -> None:
         while not stop.is_set():
             try:
-                status, body = http_get(server.host, server.port, "/pid")
+                status, body = get(server.port, "/pid")
                 if status == 200:
                     seen.append(int(body))
                 else:

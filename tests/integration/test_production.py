@@ -37,7 +37,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import Server, read_response
+from helpers import Server, docs_paths_under, read_response
+from http_client import get
 
 DATA = Path(__file__).parent.parent / "data" / "production"
 DOC = Path(__file__).parent.parent.parent / "docs" / "production.md"
@@ -109,10 +110,7 @@ class Site:
     root: Path
 
     def template(self, text: str) -> str:
-        """The examples' absolute paths, moved under root; the metrics port made ephemeral."""
-        for path in ("/srv/mysite", "/etc/corral", "/run/corral", "/etc/ssl/mysite"):
-            text = text.replace(path, f"{self.root}{path}")
-        return text.replace("127.0.0.1:9100", "127.0.0.1:0")
+        return docs_paths_under(self.root, text)
 
     @property
     def sock(self) -> Path:
@@ -182,16 +180,6 @@ def corral_argv(argv: Sequence[str], site: Site | None = None) -> list[str]:
     """An example's `corral ...` command line, run by this interpreter (paths templated)."""
     assert Path(argv[0]).name == "corral", argv
     return CORRAL + [site.template(a) if site else a for a in argv[1:]]
-
-
-def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def unix_get(path: Path, target: str, timeout: float = 20.0) -> tuple[int, bytes]:

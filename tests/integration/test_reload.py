@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from helpers import Server
+from http_client import get
 
 APP = '''VERSION = "{version}"
 
@@ -83,13 +84,8 @@ class Load:
 def _wait_for_version(server: Server, version: bytes, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-        try:
-            conn.request("GET", "/")
-            if conn.getresponse().read() == version:
-                return
-        finally:
-            conn.close()
+        if get(server.port, timeout=5)[1] == version:
+            return
         time.sleep(0.05)
     raise AssertionError(f"never served {version!r}:\n{server.log()}")
 
@@ -121,9 +117,6 @@ def test_reload_with_broken_code_keeps_old_workers(serve, tmp_path: Path) -> Non
     mark = len(server.log_lines)
     server.signal(signal.SIGHUP)
     assert server.wait_for(r"new code failed to load; the old workers keep serving", 15, start=mark), server.log()
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    conn.request("GET", "/")
-    assert conn.getresponse().read() == b"v1"
-    conn.close()
+    assert get(server.port, timeout=5) == (200, b"v1")
     assert server.proc.poll() is None
 

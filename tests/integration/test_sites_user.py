@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import pwd
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Server
+from http_client import get
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)")
 
@@ -43,14 +43,9 @@ hosts = ["plain.test"]
 
 
 def _get(server: Server, host: str) -> str:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    try:
-        conn.request("GET", "/", headers={"Host": host})
-        response = conn.getresponse()
-        assert response.status == 200
-        return response.read().decode()
-    finally:
-        conn.close()
+    status, body = get(server.port, headers={"Host": host}, timeout=5)
+    assert status == 200
+    return body.decode()
 
 
 @pytest.fixture

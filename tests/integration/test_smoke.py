@@ -3,20 +3,17 @@
 import http.client
 
 from helpers import Server
+from http_client import request
 
 
 def test_welcome_app_names_server_and_version(serve) -> None:
     server: Server = serve()
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
-    conn.request("GET", "/")
-    response = conn.getresponse()
-    body = response.read()
-    assert response.status == 200
-    assert response.getheader("Content-Type") == "text/html; charset=utf-8"
+    status, headers, body = request(server.port)
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
     assert b"Corral" in body and b"is running" in body
-    assert response.getheader("Server") == "corral"
-    assert response.getheader("Date")
-    conn.close()
+    assert headers["server"] == "corral"
+    assert headers["date"]
 
 
 def test_named_app_keepalive(serve) -> None:

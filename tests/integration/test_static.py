@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Server
+from helpers import Server, parse_head
 
 CSS = b"body { color: #333 }\n" * 20
 HASHED = "app.3f2a1b9c8d7e.css"
@@ -78,12 +78,7 @@ def read_one(sock: socket.socket, head_only: bool = False) -> tuple[int, dict[st
             raise ConnectionError(f"closed mid-head: {data!r}")
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, headers = parse_head(head)
     length = 0 if head_only or status == 304 else int(headers.get("content-length", "0"))
     while len(rest) < length:
         sock.settimeout(max(0.01, deadline - time.monotonic()))

@@ -21,6 +21,7 @@ import pytest
 
 from django_project import create_django_project
 from helpers import APPS, Server, read_to_eof
+from http_client import Reply, request
 from tls_pki import PKI
 
 pytest.importorskip("django")
@@ -70,18 +71,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def get(server: Server, path: str, *headers: str) -> tuple[int, dict[str, str], bytes]:
-    extra = "".join(f"{h}\r\n" for h in headers)
-    with server.connect() as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n".encode())
-        data = b""
-        sock.settimeout(10)
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
+def get(server: Server, path: str, *headers: str) -> Reply:
+    """A GET for the project's ALLOWED_HOSTS, with header lines ("Authorization: Basic ...")."""
+    return request(server.port, path, headers={"Host": "localhost", **dict(h.split(": ", 1) for h in headers)})
 
 
 def basic(user: str, password: str = PASSWORD) -> str:

@@ -22,6 +22,7 @@ import pytest
 import trustme
 
 from helpers import APPS, Server, read_to_eof
+from http_client import get
 from tls_pki import PKI
 
 APP = "wsgi_apps:app"
@@ -44,18 +45,8 @@ def server(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
         yield running
 
 
-def get(port: int, path: str, context: ssl.SSLContext, timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 def environ_of(port: int, context: ssl.SSLContext) -> dict[str, Any]:
-    status, body = get(port, "/environ", context)
+    status, body = get(port, "/environ", context=context)
     assert status == 200
     return {key: entry.get("value") for key, entry in json.loads(body).items() if isinstance(entry, dict)}
 
@@ -110,7 +101,7 @@ def test_tls_1_2_is_accepted_and_older_is_refused(server: Server, pki: PKI) -> N
         old = pki.context(minimum_version=ssl.TLSVersion.TLSv1, maximum_version=ssl.TLSVersion.TLSv1_1)
         old.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client offer TLS 1.1 at all
         with pytest.raises(ssl.SSLError) as info:
-            get(server.port, "/environ", old)
+            get(server.port, "/environ", context=old)
     if info.value.reason == "NO_PROTOCOLS_AVAILABLE":
         pytest.skip("this OpenSSL cannot even offer TLS 1.1 as a client")
     # The server's alert, or (uvloop drops the alert when a handshake fails) its close.
@@ -121,7 +112,7 @@ def test_file_wrapper_response_is_encrypted_whole(server: Server, pki: PKI, tmp_
     data = os.urandom(3 * 1024 * 1024 + 17)
     path = tmp_path / "blob"
     path.write_bytes(data)
-    status, body = get(server.port, f"/file?path={path}", pki.context())
+    status, body = get(server.port, f"/file?path={path}", context=pki.context())
     assert status == 200
     assert body == data
 
@@ -162,7 +153,7 @@ def test_stalled_handshake_is_closed_after_header_timeout(server: Server, pki: P
     elapsed = time.monotonic() - start
     assert closed and data == b""
     assert 0.8 <= elapsed < 2.5, elapsed  # --header-timeout 1
-    status, _ = get(server.port, "/environ", pki.context())  # the worker is none the worse
+    status, _ = get(server.port, "/environ", context=pki.context())  # the worker is none the worse
     assert status == 200
 
 
@@ -183,10 +174,10 @@ def mtls_optional(pki: PKI) -> Iterator[Server]:
 
 def test_required_client_certificate(mtls_required: Server, pki: PKI) -> None:
     with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
-        get(mtls_required.port, "/environ", pki.context())
+        get(mtls_required.port, "/environ", context=pki.context())
     stranger = trustme.CA().issue_cert("mallory@example.org", common_name="mallory")
     with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
-        get(mtls_required.port, "/environ", pki.context(stranger))
+        get(mtls_required.port, "/environ", context=pki.context(stranger))
     environ = environ_of(mtls_required.port, pki.context(pki.client))
     assert environ["SSL_CLIENT_VERIFY"] == "SUCCESS"
     assert environ["SSL_CLIENT_S_DN"] == "CN=alice,OU=QA,O=People"
@@ -204,11 +195,11 @@ def test_optional_client_certificate(mtls_optional: Server, pki: PKI, tmp_path: 
     assert with_cert["SSL_CLIENT_S_DN"] == "CN=alice,OU=QA,O=People"
     stranger = trustme.CA().issue_cert("mallory@example.org")
     with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
-        get(mtls_optional.port, "/environ", pki.context(stranger))  # optional, but verified when sent
+        get(mtls_optional.port, "/environ", context=pki.context(stranger))  # optional, but verified when sent
     # With app threads the file goes the threaded way; still through the encryption.
     data = os.urandom(1024 * 1024 + 3)
     (tmp_path / "blob").write_bytes(data)
-    assert get(mtls_optional.port, f"/file?path={tmp_path / 'blob'}", pki.context()) == (200, data)
+    assert get(mtls_optional.port, f"/file?path={tmp_path / 'blob'}", context=pki.context()) == (200, data)
 
 
 # -- certificates at start and at reload ----------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Server, read_response, read_to_eof, read_until_close
+from helpers import Server, parse_response, read_response, read_to_eof, read_until_close
 
 MODES = {"inline": ("--threads", "1"), "threads": ("--threads", "4")}
 
@@ -49,48 +49,13 @@ def tag() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def parse(raw: bytes, head_only: bool = False) -> tuple[int, dict[str, str], bytes, bool]:
-    """(status, headers, body, complete): `complete` is False when the framing was cut short."""
-    head, sep, rest = raw.partition(b"\r\n\r\n")
-    if not sep:
-        return 0, {}, b"", False
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if head_only:
-        return status, headers, rest, rest == b""
-    if "content-length" in headers:
-        length = int(headers["content-length"])
-        return status, headers, rest[:length], len(rest) >= length
-    if headers.get("transfer-encoding") == "chunked":
-        body = b""
-        while True:
-            size_line, sep, rest = rest.partition(b"\r\n")
-            if not sep:
-                return status, headers, body, False
-            size = int(size_line, 16)
-            if size == 0:
-                return status, headers, body, rest.startswith(b"\r\n")
-            if len(rest) < size + 2:
-                return status, headers, body + rest[:size], False
-            body += rest[:size]
-            rest = rest[size + 2 :]
-    return status, headers, rest, True  # close-delimited
-
-
-
-
-
 def get(server: Server, target: str, method: str = "GET", extra: str = "", body: bytes = b"") -> bytes:
     raw = f"{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n".encode() + body
     return server.request(raw)
 
 
 def worker_pid(server: Server) -> int:
-    status, _, body, _ = parse(get(server, "/pid"))
+    status, _, body, _ = parse_response(get(server, "/pid"))
     assert status == 200
     return int(body)
 
@@ -114,7 +79,7 @@ def test_environ_keys_and_types(server: Server) -> None:
             b"X_Auth: evil\r\n"
             b"Connection: close\r\n\r\nhello"
         )
-        status, _, body, complete = parse(read_until_close(sock))
+        status, _, body, complete = parse_response(read_until_close(sock))
     assert status == 200 and complete
     env = json.loads(body)
     value = {key: entry.get("value") for key, entry in env.items() if isinstance(entry, dict)}
@@ -154,7 +119,7 @@ def test_environ_keys_and_types(server: Server) -> None:
 
 def test_environ_chunked_body_and_http10(server: Server) -> None:
     raw = get(server, "/environ", "POST", "Transfer-Encoding: chunked\r\n", b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
-    status, _, body, _ = parse(raw)
+    status, _, body, _ = parse_response(raw)
     env = json.loads(body)
     assert status == 200
     assert env["@body"] == "abcde"
@@ -163,7 +128,7 @@ def test_environ_chunked_body_and_http10(server: Server) -> None:
     assert "HTTP_TRANSFER_ENCODING" in env
 
     raw = server.request(b"GET /environ HTTP/1.0\r\n\r\n")
-    status, _, body, _ = parse(raw)
+    status, _, body, _ = parse_response(raw)
     env = json.loads(body)
     assert env["SERVER_PROTOCOL"]["value"] == "HTTP/1.0"
     assert env["@body"] == ""
@@ -174,7 +139,7 @@ def test_environ_chunked_body_and_http10(server: Server) -> None:
 
 
 def test_exc_info_before_headers_replaces_the_response(server: Server) -> None:
-    status, headers, body, complete = parse(get(server, "/exc-before"))
+    status, headers, body, complete = parse_response(get(server, "/exc-before"))
     assert (status, body, complete) == (503, b"replaced", True)
     assert "x-first" not in headers
 
@@ -183,7 +148,7 @@ def test_exc_info_after_headers_reraises_and_aborts(server: Server) -> None:
     before = worker_pid(server)
     start = len(server.log_lines)
     raw = get(server, "/exc-after")
-    _, _, body, complete = parse(raw)
+    _, _, body, complete = parse_response(raw)
     assert not complete, "a failed response must not look complete"
     assert b"never sent" not in raw and b"0\r\n\r\n" not in raw
     assert server.wait_for("ValueError: late failure", start=start)
@@ -191,13 +156,13 @@ def test_exc_info_after_headers_reraises_and_aborts(server: Server) -> None:
 
 
 def test_write_callable_alone(server: Server) -> None:
-    status, headers, body, complete = parse(get(server, "/write"))
+    status, headers, body, complete = parse_response(get(server, "/write"))
     assert (status, body, complete) == (200, b"written", True)
     assert headers["transfer-encoding"] == "chunked"
 
 
 def test_write_callable_mixed_with_iterable(server: Server) -> None:
-    status, headers, body, complete = parse(get(server, "/write-mixed"))
+    status, headers, body, complete = parse_response(get(server, "/write-mixed"))
     assert (status, body, complete) == (200, b"written-iterated", True)
     assert headers["content-length"] == "16"
 
@@ -205,7 +170,7 @@ def test_write_callable_mixed_with_iterable(server: Server) -> None:
 def test_close_called_on_success(server: Server) -> None:
     name = tag()
     start = len(server.log_lines)
-    status, _, body, complete = parse(get(server, f"/closing?mode=ok&tag={name}"))
+    status, _, body, complete = parse_response(get(server, f"/closing?mode=ok&tag={name}"))
     assert (status, body, complete) == (200, b"first;last", True)
     assert server.wait_for(f"closed {name}", 5, start=start)
 
@@ -213,7 +178,7 @@ def test_close_called_on_success(server: Server) -> None:
 def test_close_called_when_iteration_raises(server: Server) -> None:
     name = tag()
     start = len(server.log_lines)
-    _, _, _, complete = parse(get(server, f"/closing?mode=raise&tag={name}"))
+    _, _, _, complete = parse_response(get(server, f"/closing?mode=raise&tag={name}"))
     assert not complete
     assert server.wait_for(f"closed {name}", 5, start=start)
     assert server.wait_for(f"failure mid-iteration {name}", 5, start=start)
@@ -232,10 +197,10 @@ def test_close_called_when_client_disconnects_mid_stream(server: Server) -> None
 
 
 def test_lazy_generator_calls_start_response_late(server: Server) -> None:
-    status, headers, body, complete = parse(get(server, "/lazy"))
+    status, headers, body, complete = parse_response(get(server, "/lazy"))
     assert (status, body, complete) == (201, b"lazy body", True)
     assert headers["x-lazy"] == "1"
-    status, headers, body, _ = parse(get(server, "/lazy", "HEAD"))
+    status, headers, body, _ = parse_response(get(server, "/lazy", "HEAD"))
     assert status == 201 and body == b"" and headers["x-lazy"] == "1"
 
 
@@ -275,7 +240,7 @@ def test_exception_before_headers_is_a_500_with_logged_traceback(server: Server)
     before = worker_pid(server)
     name = tag()
     start = len(server.log_lines)
-    status, headers, body, complete = parse(get(server, f"/boom-before?tag={name}"))
+    status, headers, body, complete = parse_response(get(server, f"/boom-before?tag={name}"))
     assert status == 500 and complete
     assert name.encode() not in body  # the traceback goes to the log, not the client
     assert server.wait_for(f"RuntimeError: boom before headers {name}", 5, start=start)
@@ -289,7 +254,7 @@ def test_exception_after_headers_aborts_the_connection(server: Server) -> None:
     name = tag()
     start = len(server.log_lines)
     raw = get(server, f"/boom-after?tag={name}")
-    _, _, _, complete = parse(raw)
+    _, _, _, complete = parse_response(raw)
     assert not complete and b"0\r\n\r\n" not in raw
     assert server.wait_for(f"RuntimeError: boom after headers {name}", 5, start=start)
     assert worker_pid(server) == before
@@ -298,7 +263,7 @@ def test_exception_after_headers_aborts_the_connection(server: Server) -> None:
 def test_sys_exit_in_the_app_does_not_kill_the_worker(server: Server) -> None:
     before = worker_pid(server)
     raw, closed = request_to_eof(server, b"GET /sys-exit HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    assert closed and parse(raw)[0] == 500
+    assert closed and parse_response(raw)[0] == 500
     assert worker_pid(server) == before
 
 
@@ -445,7 +410,7 @@ def test_validator_accepts_the_server(
 ) -> None:
     start = len(validated.log_lines)
     extra = f"Content-Length: {len(body)}\r\n" if body else ""
-    status, _, got, complete = parse(get(validated, target, method, extra, body), head_only=method == "HEAD")
+    status, _, got, complete = parse_response(get(validated, target, method, extra, body), head_only=method == "HEAD")
     assert status == expected_status and complete
     if expected_body is not None:
         assert got == expected_body

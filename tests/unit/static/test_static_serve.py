@@ -19,72 +19,28 @@ from corral.config.static import StaticRoute
 from corral.server.connection import HTTPConnection
 from corral.server.context import ServerContext
 from corral.static.serve import StaticMap
+from fake_transport import HIGH_WATER, FakeTransport
 
-HIGH_WATER = 256 * 1024
 BIG = os.urandom(1024 * 1024 + 17)
 
 
-class TLSLikeTransport:
-    """asyncio's SSL transport as the connection sees it: a socket to report, an SSL context."""
+class TLSLikeTransport(FakeTransport):
+    """asyncio's SSL transport as the connection sees it: a socket to report and an SSL context
+    (so no sendfile); it counts how often it paused the connection."""
 
     def __init__(self, protocol: HTTPConnection, loop: asyncio.AbstractEventLoop) -> None:
-        self.protocol = protocol
-        self.loop = loop
-        self.written: list[bytes] = []
-        self.buffered = 0
-        self.paused = False
-        self.closing = False
+        super().__init__(protocol, loop)
         self.pauses = 0
 
     def write(self, data: bytes) -> None:
-        if self.closing:
-            return
-        self.written.append(bytes(data))
-        self.buffered += len(data)
-        if self.buffered > HIGH_WATER and not self.paused:
-            self.paused = True
-            self.pauses += 1
-            self.protocol.pause_writing()
-
-    def writelines(self, pieces: Any) -> None:
-        self.write(b"".join(pieces))
-
-    def drain(self) -> None:
-        self.buffered = 0
-        if self.paused:
-            self.paused = False
-            self.protocol.resume_writing()
+        was_paused = self.paused
+        super().write(data)
+        self.pauses += self.paused and not was_paused
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         info = {"sockname": ("127.0.0.1", 443), "peername": ("127.0.0.1", 50000), "socket": object(),
                 "sslcontext": object()}
         return info.get(name, default)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = True
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    @property
-    def data(self) -> bytes:
-        self.loop.run_until_complete(asyncio.sleep(0))
-        return b"".join(self.written)
 
 
 @pytest.fixture
