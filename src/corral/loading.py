@@ -44,6 +44,13 @@ def load_app(spec: str | None, settings: str | None = None) -> WSGIApp:
         except _ModuleMissing as missing:
             raise missing.error from None
         return _resolve(module, module_name, attribute, spec)
+    parent = spec.rpartition(".")[0]
+    if parent:
+        # Python imports the parents first anyway: one that raises is named, not the whole spec.
+        try:
+            _import(parent, spec)
+        except _ModuleMissing:
+            pass  # reported below, where the dotted form is tried
     try:
         module = _import(spec, spec)
     except _ModuleMissing as missing:
@@ -101,7 +108,9 @@ def load_object(spec: str, what: str = "object") -> Any:
     try:
         module = _import(module_name, spec)
     except _ModuleMissing as missing:
-        raise AppLoadError(str(missing.error).replace("cannot load app", f"cannot load {what}")) from None
+        raise _named(missing.error, what) from None
+    except AppLoadError as exc:
+        raise _named(exc, what) from None
     target: Any = module
     for part in attribute.split("."):
         try:
@@ -111,6 +120,11 @@ def load_object(spec: str, what: str = "object") -> Any:
                 f"cannot load {what} {spec!r}: module {module_name!r} has no attribute {attribute!r}"
             ) from None
     return target
+
+
+def _named(error: AppLoadError, what: str) -> AppLoadError:
+    """The same error about a middleware (or another `what`) instead of an app."""
+    return AppLoadError(str(error).replace("cannot load app", f"cannot load {what}", 1), error.user_traceback)
 
 
 class _ModuleMissing(Exception):

@@ -193,8 +193,6 @@ def test_dotted_form_whose_module_raises_reports_the_users_error(write: Write) -
     assert caught.user_traceback is not None and str(path) in caught.user_traceback
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: the Django dotted form names the spec as the module that failed "
-                   "('lt_site_raises2.wsgi.application'), where the ':' form names the module ('lt_site_raises2.wsgi')")
 def test_dotted_form_names_the_module_that_failed(write: Write) -> None:
     write("lt_site_raises2/wsgi.py", "raise KeyError('k')\n")
     assert str(error("lt_site_raises2.wsgi:application")).startswith(
@@ -250,8 +248,6 @@ def test_load_object_errors_name_what_was_loaded(write: Write) -> None:
 
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: load_object only renames 'cannot load app' for a missing module; "
-                   "an invalid path or a module that raises is still reported as an app")
 @pytest.mark.parametrize("spec", ["Thing", "lt-bad:Thing", "lt_objects_raises:Thing"])
 def test_load_object_errors_never_call_a_middleware_an_app(write: Write, spec: str) -> None:
     write("lt_objects_raises.py", "raise KeyError('k')\n")
