@@ -347,8 +347,6 @@ def closed_by(socks: list[socket.socket], deadline: float) -> int:
     return closed
 
 
-@pytest.mark.xfail(strict=True, reason="finding: 200 slow readers of a 2 MiB response are still open on the worker "
-                   "7 s after --send-timeout 4 (the p99, slowloris and 503 parts pass); see the fuzz branch report")
 def test_slowloris_and_slow_readers_do_not_slow_a_normal_client() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = SLOWLORIS + SLOW_READERS + 500

@@ -39,6 +39,7 @@ from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
 from .handoff import receive_connection
+from .listeners import abort_stalled_sends
 from .proxy_reader import ProxyProtocolReader, RejectionLog, header_deadline
 from .routing import Router
 from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
@@ -245,6 +246,8 @@ class Worker:
 
     async def _listen(self, sock: socket.socket, fd: int) -> asyncio.AbstractServer:
         """Serve `sock`, whose listener was fd `fd` (the PROXY protocol flag is kept by fd)."""
+        if not self.spec.sites:  # (the sites of a multi-site config share listeners: set per adoption)
+            abort_stalled_sends(sock, self.ctx.timeouts.send)
         if self.tls_context is not None:  # PROXY protocol with TLS is refused by the config
             timeout = self.spec.config.header_timeout  # for the first byte and the handshake
             return TLSServer(self.ctx, sock, self.tls_context, self._new_connection, timeout).start()
@@ -310,6 +313,7 @@ class Worker:
     async def _adopt(self, client: socket.socket, data: bytes, peername: Any) -> None:
         if client.family != socket.AF_UNIX:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as for connections we accept
+            abort_stalled_sends(client, self.ctx.timeouts.send)
         try:
             await self.loop.connect_accepted_socket(lambda: self._new_connection(data, peername), client)
         except OSError:
