@@ -60,3 +60,10 @@ def echo(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 
 application = hello
+
+
+def soak(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """``bench/soak.py``'s app: a POST is read in full (``echo``), anything else is ``hello``."""
+    if environ["REQUEST_METHOD"] == "POST":
+        return echo(environ, start_response)
+    return hello(environ, start_response)

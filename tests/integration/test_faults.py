@@ -347,8 +347,24 @@ def closed_by(socks: list[socket.socket], deadline: float) -> int:
     return closed
 
 
-@pytest.mark.xfail(strict=True, reason="finding: 200 slow readers of a 2 MiB response are still open on the worker "
-                   "7 s after --send-timeout 4 (the p99, slowloris and 503 parts pass); see the fuzz branch report")
+def test_a_reader_that_never_reads_is_closed_at_the_send_timeout_not_the_keepalive_one() -> None:
+    """The whole response fits the kernel's send buffer (on loopback it takes megabytes), so
+    the worker never sees a paused write: the listener's TCP_USER_TIMEOUT ends it."""
+    with Server(["fault_apps:app", "--send-timeout", "1", "--keepalive-timeout", "30"]) as server:
+        [pid] = worker_pids(server, 1)
+        base_fds = settled(pid, fds(pid) - 1, 0.5)  # worker_pids' last connection may still be closing
+        reader = slow_reader(server)  # (never read here either: reading would open its window)
+        sent = time.monotonic()
+        while fds(pid) <= base_fds and time.monotonic() < sent + 2.0:
+            time.sleep(0.02)  # until the worker has accepted it (/proc offers no event)
+        assert fds(pid) > base_fds  # the worker holds it...
+        assert settled(pid, base_fds, 0.5) > base_fds  # ...not closed before its time
+        assert settled(pid, base_fds, 4.0) <= base_fds, "still open 3 s after --send-timeout 1"
+        print(f"slow reader closed {time.monotonic() - sent:.2f} s after its request (--send-timeout 1)")
+        reader.close()
+        still_serves(server)
+
+
 def test_slowloris_and_slow_readers_do_not_slow_a_normal_client() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = SLOWLORIS + SLOW_READERS + 500

@@ -127,6 +127,8 @@ class HTTPConnection:
 
     def _track_partial_request(self, exchange: run.Exchange | None) -> None:
         """Part of a request has arrived: its head or body now runs against a deadline."""
+        if self.write_paused:
+            return  # a response is stuck on the client: the send deadline stands
         timeouts = self.ctx.timeouts
         if exchange is None:
             if self.parser.awaiting_head:
@@ -171,17 +173,20 @@ class HTTPConnection:
             self.exchange = None
         self._discard_bodies()
 
+    # While writing is paused the deadline is SEND, whatever the exchange does meanwhile
+    # (it may finish into the buffer, or the next pipelined one start): bytes the client
+    # does not take must not wait under the keep-alive timeout, or under none at all.
     def pause_writing(self) -> None:
         self.write_paused = True
-        if self.exchange is not None:
-            self.deadline_kind = SEND
-            self.deadline = self.ctx.loop.time() + self.ctx.timeouts.send
+        self.deadline_kind = SEND
+        self.deadline = self.ctx.loop.time() + self.ctx.timeouts.send
 
     def resume_writing(self) -> None:
         self.write_paused = False
         self.deadline_kind = NONE
         ex = self.exchange
         if ex is None:
+            self._after_send()
             return
         if ex.permits is not None:
             for _ in range(self._held_permits):
@@ -214,10 +219,17 @@ class HTTPConnection:
                 if self._reading_paused:
                     self._reading_paused = False
                     self.transport.resume_reading()
-                if not parser.mid_request:
+                if not parser.mid_request and not self.write_paused:
                     self.deadline_kind = IDLE
                     self.deadline = self.ctx.loop.time() + self.ctx.timeouts.keepalive
                 return
+
+    def _after_send(self) -> None:
+        """The response finished earlier has left our buffer: the connection's own deadline again."""
+        if self.parser.mid_request:
+            self._track_partial_request(None)
+        else:
+            self._next()
 
     def _start(self, request: Request) -> bool:
         """Begin an exchange. True when it already completed (inline fast path)."""
@@ -247,7 +259,8 @@ class HTTPConnection:
         if ctx.pre_request is not None:
             ctx.pre_request(environ)
         ex = self.exchange = run.Exchange(self, request, environ)
-        self.deadline_kind = NONE
+        if not self.write_paused:
+            self.deadline_kind = NONE
         if stream is body:  # a 100-continue body arrives while the app runs: it needs a thread
             ctx.streaming_pool().submit(run.run_threaded, ex)
         elif ctx.executor is not None:
@@ -532,6 +545,14 @@ class HTTPConnection:
         if now < self.deadline or self._closed:
             return
         kind = self.deadline_kind
+        transport = self.transport
+        if kind != SEND and (kind == IDLE or transport.is_closing()) and transport.get_write_buffer_size():
+            # Bytes the client has not taken: the tail of a response, under the pause mark, or
+            # the answer of a connection closed already, which waits for them before it goes.
+            # Closing cannot free it: --send-timeout does, counted from now.
+            self.deadline_kind = SEND
+            self.deadline = now + self.ctx.timeouts.send
+            return
         if kind == IDLE:
             self.close()
         elif kind == HEAD:

@@ -123,6 +123,19 @@ def listen(address: Address, backlog: int, options: SocketOptions | None = None)
     return sock
 
 
+def abort_stalled_sends(sock: socket.socket, seconds: float) -> None:
+    """Have the kernel abort a TCP connection whose sent bytes stay unacknowledged `seconds`.
+
+    --send-timeout for the part of a response already in the kernel's send buffer, which the
+    worker cannot see: on loopback that buffer takes megabytes, so a client that never reads
+    may hold its connection with nothing left in ours. A closed receive window counts too
+    (Linux 5.11+ ends zero-window probing at this timeout). Accepted sockets inherit it from
+    their listener, so setting it there costs nothing per connection.
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, round(seconds * 1000)))
+
+
 def _set_file_access(path: str, options: SocketOptions) -> None:
     try:
         if options.owner is not None:

@@ -40,6 +40,7 @@ from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
 from .handoff import receive_connection
+from .listeners import abort_stalled_sends
 from .proxy_reader import ProxyIntake, ProxyProtocolReader, RejectionLog, header_deadline
 from .routing import Router
 from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
@@ -235,6 +236,8 @@ class Worker:
 
     async def _listen(self, sock: socket.socket, fd: int) -> asyncio.AbstractServer:
         """Serve `sock`, whose listener was fd `fd` (the PROXY protocol flag is kept by fd)."""
+        if not self.spec.sites:  # (the sites of a multi-site config share listeners: set per adoption)
+            abort_stalled_sends(sock, self.ctx.timeouts.send)
         if self.tls_context is not None:
             timeout = self.spec.config.header_timeout  # for a PROXY header, the first byte and the handshake
             proxy = None
@@ -303,6 +306,7 @@ class Worker:
     async def _adopt(self, client: socket.socket, data: bytes, peername: Any) -> None:
         if client.family != socket.AF_UNIX:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as for connections we accept
+            abort_stalled_sends(client, self.ctx.timeouts.send)
         try:
             await self.loop.connect_accepted_socket(lambda: self._new_connection(data, peername), client)
         except OSError:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.server.listeners import BindError, SocketOptions, listen, parse_bind, resolve_owner
+from corral.server.listeners import BindError, SocketOptions, abort_stalled_sends, listen, parse_bind, resolve_owner
 
 ROOT = os.geteuid() == 0
 
@@ -151,3 +151,17 @@ def test_only_root_may_give_a_socket_away() -> None:
         assert not os.path.exists(path), "the socket file is not left behind"
     finally:
         shutil.rmtree(directory)
+
+
+def test_abort_stalled_sends_is_set_on_tcp_listeners_and_inherited_by_their_connections(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        abort_stalled_sends(listener, 2.5)
+        with socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 2500
+    with socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(str(tmp_path / "s"))
+        abort_stalled_sends(unix, 2.5)  # no such option for a Unix socket: left alone, no error
