@@ -29,8 +29,11 @@ HOT_PATH = [
     "src/corral/http/serialize.py",
     "src/corral/observe/stats.py",
     "src/corral/server/connection.py",
+    "src/corral/server/emitter.py",
     "src/corral/server/exchange.py",
+    "src/corral/server/inline.py",
     "src/corral/server/outbox.py",
+    "src/corral/server/threaded.py",
     "src/corral/wsgi/environ.py",
     "src/corral/wsgi/response.py",
 ]

@@ -13,7 +13,6 @@ costs one clock read per request instead of timer churn.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -21,12 +20,11 @@ from ..http.errors import HTTPError, RequestTimeout
 from ..http.parser import RequestParser
 from ..http.request import BodySink, Request
 from ..wsgi.environ import connection_environ, proxy_headers_in, request_environ
-from ..wsgi.file_wrapper import FileWrapper
 from ..wsgi.input import EMPTY_INPUT, SpooledBody, StreamingBody
 from ..wsgi.response import error_response
-from . import exchange as run
-from . import tls
+from . import inline, threaded, tls
 from .context import ServerContext
+from .exchange import Exchange, close_result
 from .handoff import request_bytes, send_connection
 from .outbox import HeldTransport
 from .sendfile import SendfileJob
@@ -59,13 +57,14 @@ class HTTPConnection:
         self._handoff_deadline = 0.0
         self.transport: Any = None
         self.parser = RequestParser(ctx.limits, self._body_sink)
-        self.exchange: run.Exchange | None = None
+        self.exchange: Exchange | None = None
         self.write_paused = False
         self._reading_paused = False
         self._error: HTTPError | None = None
         self._eof = False
-        self._closed = False
-        self._held_permits = 0
+        self._closed = False  # connection_lost (or handed to another worker)
+        self._done = False  # closing or aborted: no further request starts
+        self._advancing = False  # inside _next: a completion need not call it again
         self._base_environ: dict[str, Any] = {}
         self.deadline = 0.0
         self.deadline_kind = HEAD
@@ -125,7 +124,7 @@ class HTTPConnection:
         elif self._reroute_to is not None:
             self._try_handoff()
 
-    def _track_partial_request(self, exchange: run.Exchange | None) -> None:
+    def _track_partial_request(self, exchange: Exchange | None) -> None:
         """Part of a request has arrived: its head or body now runs against a deadline."""
         if self.write_paused:
             return  # a response is stuck on the client: the send deadline stands
@@ -165,11 +164,9 @@ class HTTPConnection:
                 ex.sendfile.cancel()
                 ex.close_result()
             if ex.permits is not None:
-                for _ in range(self._held_permits + 2):
-                    ex.permits.release()  # wake the app thread; it sees `aborted`
-                self._held_permits = 0
+                threaded.wake(ex)  # the app thread sees `aborted`
             else:
-                ex.close_result()  # inline and paused: nobody else will close it
+                close_result(ex)  # inline and paused: nobody else will close it
             self.exchange = None
         self._discard_bodies()
 
@@ -189,23 +186,34 @@ class HTTPConnection:
             self._after_send()
             return
         if ex.permits is not None:
-            for _ in range(self._held_permits):
-                ex.permits.release()
-            self._held_permits = 0
-        elif ex.iterator is not None and ex.sendfile is None:
-            if run.pump(ex):
-                self._next()
+            threaded.resume(ex)
+        else:
+            inline.resume(ex)
 
     # -- request flow ------------------------------------------------------------
 
     def _next(self) -> None:
-        """Start queued requests until one is still running or none is left."""
+        """Start queued requests until one is still running or none is left.
+
+        An exchange that completes while this runs (the inline fast path) only returns
+        here; one that completes later (a thread, a resumed pump) calls it from complete().
+        """
+        if self._advancing:
+            return
+        self._advancing = True
+        try:
+            self._advance()
+        finally:
+            self._advancing = False
+
+    def _advance(self) -> None:
         parser = self.parser
         ready = parser.ready
-        while self.exchange is None and not self._closed:
+        while self.exchange is None and not self._done and not self._closed:
             if ready:
-                if not self._start(ready.popleft()):
-                    return
+                if self._reroute_to is not None:
+                    return  # handed on with the rest once the handoff goes through
+                self._start(ready.popleft())
             elif self._error is not None:
                 self._send_error(self._error)
                 return
@@ -231,8 +239,8 @@ class HTTPConnection:
         else:
             self._next()
 
-    def _start(self, request: Request) -> bool:
-        """Begin an exchange. True when it already completed (inline fast path)."""
+    def _start(self, request: Request) -> None:
+        """Begin an exchange: it completes now (inline fast path) or later."""
         ctx = self.ctx
         body = request.body
         if body is None:
@@ -243,31 +251,32 @@ class HTTPConnection:
             stream = body
         static = ctx.static
         if static is not None and ctx.router is None:  # files under a static prefix: no environ, no app
-            served = static.serve(self, request, self._base_environ)
-            if served is not None:
-                return bool(served)
+            if static.serve(self, request, self._base_environ):
+                return
         environ = request_environ(self._base_environ, request, stream)
         if proxy_headers_in(environ):
             ctx.proxy.apply(environ, self._peer_trusted)  # before routing: the rewritten host routes
         if ctx.router is not None:
             if not self._route(request, environ):
-                return False
-            if static is not None:
-                served = static.serve(self, request, environ)
-                if served is not None:
-                    return bool(served)
+                return
+            if static is not None and static.serve(self, request, environ):
+                return
         if ctx.pre_request is not None:
             ctx.pre_request(environ)
-        ex = self.exchange = run.Exchange(self, request, environ)
-        if not self.write_paused:
-            self.deadline_kind = NONE
+        ex = self.begin(request, environ)
         if stream is body:  # a 100-continue body arrives while the app runs: it needs a thread
-            ctx.streaming_pool().submit(run.run_threaded, ex)
+            ctx.streaming_pool().submit(threaded.run_threaded, ex)
         elif ctx.executor is not None:
-            ctx.executor.submit(run.run_threaded, ex)
+            ctx.executor.submit(threaded.run_threaded, ex)
         else:
-            return run.run_inline(ex)
-        return False
+            inline.run_inline(ex)
+
+    def begin(self, request: Request, environ: dict[str, Any]) -> Exchange:
+        """The exchange of `request`, this connection's current one (also for the static map)."""
+        ex = self.exchange = Exchange(self, request, environ, self.ctx, self.complete)
+        if not self.write_paused:  # while paused, unsent bytes keep the send deadline
+            self.deadline_kind = NONE  # the exchange, not a timer, decides now
+        return ex
 
     # -- multi-site routing ------------------------------------------------------
 
@@ -372,14 +381,14 @@ class HTTPConnection:
         self.transport.write(error_response(503, "Service Unavailable", "The site is not available."))
         self.close()
 
-    def complete(self, ex: run.Exchange) -> bool:
-        """The response is fully handed to the transport. True if the connection lives on."""
+    def complete(self, ex: Exchange) -> None:
+        """The exchange's on-complete callback: the response is fully handed to the transport."""
         ctx = self.ctx
         if ex.result is not None:
-            run.close_result(ex)
+            close_result(ex)
         ctx.requests_served += 1
         request = ex.request
-        duration = time.monotonic() - ex.started
+        duration = ctx.clock() - ex.started
         ctx.outbox.after_app_call(duration)
         ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
         if ctx.requests_served == ctx.recycle_at:
@@ -400,15 +409,15 @@ class HTTPConnection:
                 reusable = False  # 100-continue body still on the wire
         if not reusable:
             self.close()
-            return False
-        return True
+        elif not self._advancing:
+            self._next()
 
     def time_out(self) -> None:
         """The app thread is hung (see watchdog.py): answer 504 if we still can, and close."""
         ex = self.exchange
         if ex is None or self._closed:
             return
-        self.ctx.stats.record(self.ctx.site_name, ex.request.method, 504, time.monotonic() - ex.started, 0, 0)
+        self.ctx.stats.record(self.ctx.site_name, ex.request.method, 504, self.ctx.clock() - ex.started, 0, 0)
         if not ex.headers_sent:
             self.transport.write(error_response(504, "Gateway Timeout", "The application did not answer in time."))
             self.close()
@@ -416,67 +425,51 @@ class HTTPConnection:
             self.abort()
 
     def abort(self) -> None:
+        self._done = True
         if self.transport is not None and not self._closed:
             self.transport.abort()
 
     def close(self) -> None:
+        self._done = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-
-    # -- called from app threads via call_soon_threadsafe -------------------------
-
-    def write_from_thread(self, ex: run.Exchange, data: bytes) -> None:
-        if self._closed or ex.timed_out:
-            return
-        self.transport.write(data)
-        assert ex.permits is not None
-        if self.write_paused:
-            self._held_permits += 1  # released by resume_writing
-        else:
-            ex.permits.release()
-
-    def finish_from_thread(self, ex: run.Exchange, data: bytes, abort: bool = False) -> None:
-        if self._closed or ex.timed_out:
-            return
-        if abort:
-            self.abort()
-            return
-        if data:
-            self.transport.write(data)
-        if self.complete(ex):
-            self._next()
-
-    def sendfile_from_thread(self, ex: run.Exchange, wrapper: FileWrapper) -> None:
-        if self._closed:
-            ex.close_result()
-            return
-        if not run.start_sendfile(ex, wrapper):
-            ex.iterator = iter(wrapper)  # not a plain file: read it here, paced by the socket
-            if run.pump(ex):
-                self._next()
 
     def send_continue(self) -> None:
         ex = self.exchange
         if ex is not None and not ex.headers_sent and not self._closed:
             self.transport.write(_CONTINUE)
 
-    # -- sendfile ----------------------------------------------------------------
+    # -- the response sink of its exchange (sink.py) ----------------------------------
 
-    def sendfile(self, ex: run.Exchange, head: bytes, fd: int, offset: int, count: int) -> bool:
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def writelines(self, pieces: tuple[bytes, ...]) -> None:
+        self.transport.writelines(pieces)
+
+    def finish(self, data: bytes) -> None:
+        if data:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        self.transport.flush()
+
+    def is_closing(self) -> bool:
+        return self._closed or bool(self.transport.is_closing())
+
+    def can_sendfile(self) -> bool:
+        # (Over TLS the file must pass through the transport's encryption; with bytes still
+        # buffered in the transport, the file would overtake them.)
+        return not self.ctx.tls and not self.transport.get_write_buffer_size()
+
+    def sendfile(self, ex: Exchange, head: bytes, fd: int, offset: int, count: int) -> bool:
         """Send head and file with os.sendfile; False when the transport has no plain socket (TLS)."""
         sock = self.transport.get_extra_info("socket")
         if sock is None or self.transport.get_extra_info("sslcontext") is not None:
             return False
 
         def done(ok: bool) -> None:
-            ex.sendfile = None
-            ex.bytes_out += job.sent
-            if not ok:
-                ex.close_result()
-                self.abort()
-                return
-            if self.complete(ex):
-                self._next()
+            ex.sendfile_done(ok, job.sent)
 
         job = SendfileJob(self.ctx.loop, sock.fileno(), head, fd, offset, count, done)
         ex.sendfile = job
@@ -484,6 +477,10 @@ class HTTPConnection:
         return True
 
     # -- for the static map (static/serve.py) --------------------------------------
+
+    @property
+    def logs_access(self) -> bool:
+        return self.ctx.access_log is not None
 
     def static_environ(self, request: Request) -> dict[str, Any]:
         """The environ a static request needs for the access log or a credentials check.
@@ -495,11 +492,6 @@ class HTTPConnection:
         if proxy_headers_in(environ):
             self.ctx.proxy.apply(environ, self._peer_trusted)
         return environ
-
-    def proceed(self) -> None:
-        """An exchange finished outside the connection's own calls: go on with the next request."""
-        if self.exchange is None:
-            self._next()
 
     # -- helpers -----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -77,11 +78,14 @@ class ServerContext:
     handoff: list[socket.socket] = field(default_factory=list)
     # The static map (static/serve.py StaticMap), or None: no static prefix, no cost.
     static: Any = None
+    # What exchanges and the outbox measure time with (request durations, hold times);
+    # tests pass a clock they advance by hand.
+    clock: Callable[[], float] = time.monotonic
     # Connections whose writes wait for the end of this loop pass (see outbox.py).
     outbox: Outbox = field(init=False)
 
     def __post_init__(self) -> None:
-        self.outbox = Outbox(self.loop)
+        self.outbox = Outbox(self.loop, self.clock)
 
     @property
     def multithread(self) -> bool:

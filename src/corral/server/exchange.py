@@ -1,49 +1,35 @@
-"""Running the app for one request and streaming its response.
+"""One request/response cycle, whichever connection carries it and wherever the app runs.
 
-Two ways, one contract:
-
-* inline (`--threads 1`): the app runs on the loop thread. The response
-  iterable is pulled only while the transport accepts more (`pump`); when the
-  transport pauses writing, pulling stops and `resume_writing` continues it.
-* threaded: the app runs on a pool thread. Output is handed to the loop in
-  batches with `call_soon_threadsafe`; a semaphore of two permits, held while
-  the transport is paused, keeps a fast app from racing ahead of a slow client.
-
-Either way the head goes out with the first non-empty chunk, `close()` is
-always called, an exception before the head gives a 500, and one after it
-aborts the connection rather than faking a complete response.
+An `Exchange` is built by its connection with a response sink (sink.py: where the bytes
+go, and whether the peer keeps up) and an on-complete callback; it never sees the
+connection itself, so an HTTP/2 stream can carry one as well as an HTTP/1 connection.
+Two runners call the app: inline.py on the loop thread (`--threads 1`), threaded.py on a
+pool thread; both pull the response through the one emitter (emitter.py). The rules they
+share are here: the head goes out with the first non-empty chunk, `close()` is always
+called, an exception before the head gives a 500, and one after it aborts the connection
+rather than faking a complete response.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
-import time
 from asyncio import _get_running_loop, _set_running_loop
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..http.errors import HTTPError
 from ..http.request import Request
 from ..wsgi.file_wrapper import FileWrapper
-from ..wsgi.input import BodyError, StreamingBody
+from ..wsgi.input import StreamingBody
 from ..wsgi.response import AppError, Response, error_response
 
 if TYPE_CHECKING:
-    from .connection import HTTPConnection
+    from .context import ServerContext
+    from .sink import ResponseSink
 
 log = logging.getLogger("corral.error")
 
-_BATCH = 65536  # threaded mode: bytes gathered before one hand-off to the loop
-_COPY_LIMIT = 16384  # smaller chunks are joined with their framing; larger go out as pieces
-_PLAIN_ITERATORS: tuple[type, ...] = (type(iter([])), type(iter(())))
-_INTERNAL_ERROR = error_response(500, "Internal Server Error", "The application failed.")
-
-
-class ConnectionGone(Exception):
-    """The client went away while the app was still producing the response."""
+INTERNAL_ERROR = error_response(500, "Internal Server Error", "The application failed.")
 
 
 class Exchange(Response):
@@ -59,34 +45,65 @@ class Exchange(Response):
     aborted = False
     bytes_out = 0
     permits: threading.Semaphore | None = None
+    held_permits = 0  # threaded: permits kept back while the sink is paused (threaded.py)
     sendfile: Any = None
     thread_ident: int | None = None  # the app thread running it (threaded mode)
     timed_out = False
 
-    def __init__(self, conn: HTTPConnection, request: Request, environ: dict[str, Any]) -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        sink: ResponseSink,
+        request: Request,
+        environ: dict[str, Any],
+        ctx: ServerContext,
+        on_complete: Callable[[Exchange], None],
+    ) -> None:
+        self.sink = sink
         self.request = request
         self.environ = environ
+        self.ctx = ctx
+        self.on_complete = on_complete
         self.version = request.version
         self.head_only = self.no_body = request.method == "HEAD"
-        self.keep_alive = request.keep_alive and not conn.ctx.stopping  # draining: tell the client to reconnect
-        self.started = self.active_since = time.monotonic()
+        self.keep_alive = request.keep_alive and not ctx.stopping  # draining: tell the client to reconnect
+        self.started = self.active_since = ctx.clock()
 
     @property
     def response(self) -> Response:
         return self  # (a property, not an attribute: a self-reference would need the GC)
 
+    def head(self) -> bytes:
+        request = self.request
+        if not request.complete and type(request.body) is StreamingBody:
+            self.keep_alive = False  # a 100-continue body left unread on the wire: only closing ends it
+        return Response.head(self)
+
     def write(self, data: bytes) -> None:  # type: ignore[override]
-        """PEP 3333's write() callable on the loop thread; the threaded path replaces it."""
-        data = _check_chunk(data)
+        """PEP 3333's write() callable on the loop thread; the threaded runner has its own."""
+        data = check_chunk(data)
         if not data:
             return
-        transport = self.conn.transport
+        sink = self.sink
         if not self.headers_sent:
-            transport.write(self.head())
-        transport.write(self.frame(data))
-        transport.flush()  # the app goes on running: the block must not wait for it
+            sink.write(self.head())
+        sink.write(self.frame(data))
+        sink.flush()  # the app goes on running: the block must not wait for it
         self.bytes_out += len(data)
+
+    def finish(self, data: bytes) -> None:
+        """The response ends with `data`: hand it over and tell the connection."""
+        self.sink.finish(data)
+        self.on_complete(self)
+
+    def sendfile_done(self, ok: bool, sent: int) -> None:
+        """The sink's sendfile ended: complete, or cut when the file could not be sent whole."""
+        self.sendfile = None
+        self.bytes_out += sent
+        if not ok:
+            self.close_result()
+            self.sink.abort()
+            return
+        self.on_complete(self)
 
     def close_result(self) -> None:
         result, self.result = self.result, None
@@ -96,11 +113,11 @@ class Exchange(Response):
                 close()
             except Exception:
                 log.exception(
-                    "Error closing the response iterable of %s (app %s)", self.describe(), self.conn.ctx.app_name
+                    "Error closing the response iterable of %s (app %s)", self.describe(), self.ctx.app_name
                 )
 
     def length_broken(self, too_long: bool) -> None:
-        name = self.conn.ctx.app_name
+        name = self.ctx.app_name
         if too_long:
             log.error("%s: app %s sent more than its Content-Length of %s; the excess was dropped",
                       self.describe(), name, self.content_length)
@@ -113,7 +130,7 @@ class Exchange(Response):
         return f"{request.method} {request.target.decode('latin-1')}"
 
     def log_app_error(self, exc_info: Any) -> None:
-        name = self.conn.ctx.app_name
+        name = self.ctx.app_name
         if isinstance(exc_info[1], AppError):  # our words say what the app did; the traceback, where
             log.error("Error handling request %s: app %s broke the WSGI contract: %s",
                       self.describe(), name, exc_info[1], exc_info=exc_info)
@@ -121,7 +138,7 @@ class Exchange(Response):
             log.error("Error handling request %s: app %s raised", self.describe(), name, exc_info=exc_info)
 
 
-def _check_chunk(data: Any) -> bytes:
+def check_chunk(data: Any) -> bytes:
     if type(data) is bytes:
         return data
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -129,15 +146,12 @@ def _check_chunk(data: Any) -> bytes:
     raise AppError(f"yielded {type(data).__name__}, not bytes")
 
 
-def _iterate(result: Any) -> Any:
+def iterate(result: Any) -> Any:
     """iter(result), with an error that says what the app returned when it is not iterable."""
     try:
         return iter(result)
     except TypeError:
         raise AppError(f"returned {type(result).__name__}, not an iterable") from None
-
-
-# -- inline --------------------------------------------------------------------
 
 
 _R = TypeVar("_R")
@@ -152,7 +166,7 @@ def loop_hidden(step: Callable[[Exchange], _R]) -> Callable[[Exchange], _R]:
     """
 
     def run(ex: Exchange) -> _R:
-        ctx = ex.conn.ctx
+        ctx = ex.ctx
         if not ctx.hide_loop or ctx.loop_hidden:
             return step(ex)
         running = _get_running_loop()
@@ -168,106 +182,27 @@ def loop_hidden(step: Callable[[Exchange], _R]) -> Callable[[Exchange], _R]:
     return run
 
 
-def _run_inline(ex: Exchange) -> bool:
-    """Run the app on the loop thread. True when the exchange is already complete."""
-    conn = ex.conn
-    response = ex
-    ctx = conn.ctx
-    ctx.outbox.before_app_call(ex.started)
-    try:
-        result = ctx.app(ex.environ, response.start_response)
-        if type(result) is list and len(result) <= 1:  # the common fast path; lists have no close()
-            body = _check_chunk(result[0]) if result else b""
-            head = b"" if response.headers_sent else response.head()
-            conn.transport.write(head + response.frame(body) + response.end() if body else head + response.end())
-            ex.bytes_out = len(body)
-            return conn.complete(ex)
-        ex.result = result
-        if isinstance(result, FileWrapper) and start_sendfile(ex, result):
-            return False
-        ex.iterator = _iterate(result)
-    except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
-        return fail(ex, sys.exc_info())
-    return _pump(ex)
-
-
-def _pump(ex: Exchange) -> bool:
-    """Pull the iterable while the transport accepts data; resume_writing calls again."""
-    conn = ex.conn
-    response = ex
-    transport = conn.transport
-    write = transport.write
-    writelines = transport.writelines
-    is_closing = transport.is_closing
-    # Pulling the next block may run app code that blocks (a generator waiting on
-    # something): what was written must leave first. A list's or tuple's iterator
-    # (Django's HttpResponse) runs none, so its blocks may wait for the end of the pass.
-    may_block = type(ex.iterator) not in _PLAIN_ITERATORS
-    try:
-        for data in ex.iterator:
-            data = _check_chunk(data)
-            if not data:
-                continue
-            if not response.headers_sent:
-                head = response.head()
-                if response.no_body:
-                    write(head)
-                    break  # HEAD, 204, 304: the head is all there is
-                if len(data) < _COPY_LIMIT:
-                    write(head + response.frame(data))
-                else:
-                    writelines((head, *response.frame_parts(data)))
-            elif len(data) < _COPY_LIMIT:
-                write(response.frame(data))
-            else:
-                writelines(response.frame_parts(data))  # big chunks: framed without a copy
-            ex.bytes_out += len(data)
-            if response.overflow:
-                break  # (frame() cut the excess and length_broken() logged it)
-            if ex.aborted or is_closing():
-                # A failed write closes the transport at once, but connection_lost runs only
-                # after we return: without this check an endless iterable spins the loop forever.
-                ex.close_result()
-                return False
-            if conn.write_paused:
-                return False
-            if may_block:
-                transport.flush()
-        if not response.headers_sent:
-            write(response.head())
-        tail = response.end()
-        if tail:
-            write(tail)
-    except BaseException:  # sys.exit() in an app is its bug, not a reason to hang or die
-        return fail(ex, sys.exc_info())
-    return conn.complete(ex)
-
-
-run_inline = loop_hidden(_run_inline)
-pump = loop_hidden(_pump)
 close_result = loop_hidden(Exchange.close_result)  # close() is app code too
 
 
-def fail(ex: Exchange, exc_info: Any) -> bool:
-    """The app raised: a 500 if nothing was sent yet, else abort the connection."""
+def fail(ex: Exchange, exc_info: Any) -> None:
+    """The app raised on the loop thread: a 500 if nothing was sent yet, else abort."""
     ex.log_app_error(exc_info)
-    conn = ex.conn
     ex.close_result()
     if ex.headers_sent:
-        conn.abort()
-        return False
+        ex.sink.abort()
+        return
     ex.keep_alive = False
     ex.code = 500
-    conn.transport.write(_INTERNAL_ERROR)
-    return conn.complete(ex)
+    ex.finish(INTERNAL_ERROR)
 
 
 def start_sendfile(ex: Exchange, wrapper: FileWrapper) -> bool:
     """Send a FileWrapper with os.sendfile if possible; False to fall back to iteration."""
     response = ex
-    conn = ex.conn
+    sink = ex.sink
     span = wrapper.sendfile_range()
-    if span is None or response.headers_sent or conn.transport.get_write_buffer_size() or conn.ctx.tls:
+    if span is None or response.headers_sent or not sink.can_sendfile():
         return False  # (over TLS the file must pass through the transport's encryption)
     fd, offset, size = span
     if response.content_length is None and not any(
@@ -278,142 +213,4 @@ def start_sendfile(ex: Exchange, wrapper: FileWrapper) -> bool:
     count = 0 if response.no_body else min(size, response.content_length or 0)
     if count < (response.content_length or 0) and not response.no_body:
         response.keep_alive = False  # the file is shorter than declared: only closing tells the client
-    return conn.sendfile(ex, head, fd, offset, count)
-
-
-# -- threaded ------------------------------------------------------------------
-
-
-def run_threaded(ex: Exchange) -> None:
-    """Body of a pool thread: run the app, hand the output to the loop in batches."""
-    conn = ex.conn
-    loop = conn.ctx.loop
-    response = ex
-    ex.thread_ident = threading.get_ident()
-    ex.permits = threading.Semaphore(2)
-    batch: list[bytes] = []
-    pending = 0
-
-    def flush() -> None:
-        nonlocal pending
-        if not batch:
-            return
-        data = b"".join(batch)
-        batch.clear()
-        pending = 0
-        _acquire(ex)
-        loop.call_soon_threadsafe(conn.write_from_thread, ex, data)
-
-    def write(data: bytes) -> None:
-        nonlocal pending
-        data = _check_chunk(data)
-        if data:
-            if not response.headers_sent:
-                batch.append(_head(ex))
-            batch.append(response.frame(data))
-            ex.bytes_out += len(data)
-            flush()
-
-    def start_response(status: Any, headers: Any, exc_info: Any = None) -> Callable[[bytes], None]:
-        response.start_response(status, headers, exc_info)
-        return write  # the thread's own write(); not stored on the exchange (a reference cycle)
-
-    try:
-        ex.result = result = conn.ctx.app(ex.environ, start_response)
-        if isinstance(result, FileWrapper) and not batch and not response.headers_sent:
-            loop.call_soon_threadsafe(conn.sendfile_from_thread, ex, _detach(ex, result))
-            return
-        in_memory = type(result) is list or type(result) is tuple
-        for data in _iterate(result):
-            data = _check_chunk(data)
-            if not data:
-                continue
-            if not response.headers_sent:
-                batch.append(_head(ex))
-                if response.no_body:
-                    break
-            batch.append(response.frame(data))
-            ex.bytes_out += len(data)
-            pending += len(data)
-            if response.overflow:
-                break  # (frame() cut the excess and length_broken() logged it)
-            # A list is already in memory: batch it. Anything else may block before its
-            # next item (streaming, long polling), so what it gave must go out now.
-            if pending >= _BATCH or not in_memory:
-                flush()
-        if not response.headers_sent:
-            batch.append(_head(ex))
-        batch.append(response.end())
-    except ConnectionGone:
-        ex.close_result()
-        return
-    except BaseException as exc:  # sys.exit() in an app is its bug, not a reason to hang or die
-        exc_info = sys.exc_info()
-        refused = _refusal(exc)
-        if refused is None:
-            ex.log_app_error(exc_info)
-        ex.close_result()
-        if response.headers_sent:
-            loop.call_soon_threadsafe(conn.finish_from_thread, ex, b"", True)
-            return
-        response.keep_alive = False
-        if refused is not None:  # the body broke the protocol: answer that, not a 500
-            response.code = refused.status
-            batch[:] = [error_response(refused.status, refused.reason, refused.detail)]
-        else:
-            response.code = 500
-            batch[:] = [_INTERNAL_ERROR]
-    else:
-        ex.close_result()
-    loop.call_soon_threadsafe(conn.finish_from_thread, ex, b"".join(batch))
-
-
-def _head(ex: Exchange) -> bytes:
-    """The head, saying Connection: close when a 100-continue body was left unread on the wire."""
-    request = ex.request
-    if not request.complete and type(request.body) is StreamingBody:
-        ex.keep_alive = False
-    return ex.head()
-
-
-def _refusal(exc: BaseException) -> HTTPError | None:
-    """The protocol error behind a failed wsgi.input read (bad chunk, too large), if that is what it was."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, BodyError) and isinstance(current.cause, HTTPError):
-            return current.cause
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _detach(ex: Exchange, wrapper: FileWrapper) -> FileWrapper:
-    """Close the app's response here, in its own thread, keeping a private copy of the file.
-
-    The loop sends the file later; closing the response is the app's business and
-    belongs on the thread that ran it (Django closes its database connections in
-    close(), per thread).
-    """
-    span = wrapper.sendfile_range()
-    if span is None:
-        return wrapper  # not an OS file: the loop reads it and closes it afterwards
-    private = FileWrapper(os.fdopen(os.dup(span[0]), "rb"), wrapper.blksize)
-    ex.close_result()
-    ex.result = private
-    return private
-
-
-def _acquire(ex: Exchange) -> None:
-    """Wait until the client has taken enough of the response to send more (flow control)."""
-    permits = ex.permits
-    assert permits is not None
-    while not permits.acquire(timeout=1.0):
-        if ex.aborted:
-            break
-    if ex.aborted:
-        raise ConnectionGone()
-    # Time spent waiting on a slow client is not the app hanging (--timeout): that is
-    # --send-timeout's business. The app's clock restarts now.
-    ex.active_since = time.monotonic()
-
+    return sink.sendfile(ex, head, fd, offset, count)

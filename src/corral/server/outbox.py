@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 # Bytes held per connection before writes go straight to the transport: small responses
@@ -35,19 +36,20 @@ HOLD_TIME = 0.001
 class Outbox:
     """The worker's connections with held bytes, sent by one loop callback per pass."""
 
-    __slots__ = ("_loop", "_waiting", "_since")
+    __slots__ = ("_loop", "_clock", "_waiting", "_since")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic) -> None:
         self._loop = loop
+        self._clock = clock  # the exchanges' clock: before_app_call is given its readings
         self._waiting: list[HeldTransport] = []
-        self._since = 0.0  # time.monotonic() when the first of the waiting was held
+        self._since = 0.0  # clock() when the first of the waiting was held
 
     def add(self, transport: HeldTransport) -> None:
         if not self._waiting:
             # (An earlier send_all may have emptied the list before its callback ran: then
             # two callbacks are pending, and the later one finds little or nothing to do.)
             self._loop.call_soon(self.send_all)
-            self._since = time.monotonic()
+            self._since = self._clock()
         self._waiting.append(transport)
 
     def before_app_call(self, now: float) -> None:

@@ -16,26 +16,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from ..config.static import StaticRoute
 from ..http.date import date_cache
+from ..http.request import Request
 from ..http.serialize import status_line
-from ..server import exchange as run
+from ..server import inline
+from ..server.exchange import Exchange
 from ..wsgi.response import SERVER_HEADER
 from . import rules
 from .auth import OK, DjangoGuard, challenge_headers, pool
 from .resolve import Described, Root, safe_relative
 
-if TYPE_CHECKING:
-    from ..server.connection import HTTPConnection
-
 log = logging.getLogger("corral.error")
 
 SMALL_FILE = 64 * 1024  # at most this is read and written with the head in one write
 _READ_BLOCK = 256 * 1024  # per read when os.sendfile cannot be used (TLS)
-_NO_EXCHANGE_DEADLINE = 4  # connection.NONE: the exchange, not a timer, decides now
 _REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 401: "Unauthorized", 403: "Forbidden",
             404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed",
             416: "Range Not Satisfiable"}
@@ -49,6 +47,20 @@ _WANTED = {
     b"accept-encoding": "accept_encoding",
 }
 _WANTED_LENGTHS = frozenset(len(name) for name in _WANTED)
+
+
+class Host(Protocol):
+    """What the static map needs of the connection a request came on."""
+
+    @property
+    def logs_access(self) -> bool:
+        """Whether an access log wants the environ of every request."""
+
+    def static_environ(self, request: Request) -> dict[str, Any]:
+        """The environ of a request the map answers (for a guard or the access log)."""
+
+    def begin(self, request: Request, environ: dict[str, Any]) -> Exchange:
+        """The request's exchange, with its response sink and on-complete callback."""
 
 
 class Mapped:
@@ -95,8 +107,8 @@ class StaticMap:
 
     # -- entry point: called by the connection for every request ------------------------
 
-    def serve(self, conn: HTTPConnection, request: Any, environ: dict[str, Any]) -> bool | None:
-        """None: not a static path. Else the request is ours: True when already answered."""
+    def serve(self, host: Host, request: Request, environ: dict[str, Any]) -> bool:
+        """True when the request is ours: answered now, or its exchange completes later."""
         if "PATH_INFO" in environ:  # several sites: routed, the site's mount already stripped
             path = environ["PATH_INFO"].encode("latin-1")
         else:
@@ -104,22 +116,23 @@ class StaticMap:
             path = unquote_to_bytes(raw) if 0x25 in raw else raw  # 0x25: "%"
         found = self._find(path)
         if found is None:
-            return None
+            return False
         mapped, rest = found
-        ctx = conn.ctx
-        if mapped.guard is not None or ctx.access_log is not None:
+        if mapped.guard is not None or host.logs_access:
             if "REQUEST_METHOD" not in environ:
-                environ = conn.static_environ(request)
-        ex = conn.exchange = run.Exchange(conn, request, environ)
-        conn.deadline_kind = _NO_EXCHANGE_DEADLINE
+                environ = host.static_environ(request)
+        ex = host.begin(request, environ)
         if request.method != "GET" and request.method != "HEAD":
-            return error(ex, 405, "Only GET and HEAD are served here.", [("Allow", "GET, HEAD")])
+            error(ex, 405, "Only GET and HEAD are served here.", [("Allow", "GET, HEAD")])
+            return True
         relative = safe_relative(rest)
         if relative is None:
-            return error(ex, 404, "No such file.")
-        if mapped.guard is not None:
-            return self._guarded(ex, mapped, relative)
-        return respond(ex, mapped.root, relative)
+            error(ex, 404, "No such file.")
+        elif mapped.guard is not None:
+            self._guarded(ex, mapped, relative)
+        else:
+            respond(ex, mapped.root, relative)
+        return True
 
     def _find(self, path: bytes) -> tuple[Mapped, bytes] | None:
         for mapped in self.mapped:
@@ -130,33 +143,31 @@ class StaticMap:
 
     # -- guarded prefixes -----------------------------------------------------------------
 
-    def _guarded(self, ex: run.Exchange, mapped: Mapped, relative: bytes) -> bool:
+    def _guarded(self, ex: Exchange, mapped: Mapped, relative: bytes) -> None:
         guard = mapped.guard
         assert guard is not None
         status, credentials = guard.precheck(ex.environ)
         if status == OK and credentials is not None:
-            return respond(ex, mapped.root, relative)
+            respond(ex, mapped.root, relative)
+            return
         if status or credentials is None:
-            return error(ex, status or 401, _refusal(status), challenge_headers(guard, status or 401))
-        loop = ex.conn.ctx.loop
+            error(ex, status or 401, _refusal(status), challenge_headers(guard, status or 401))
+            return
+        loop = ex.ctx.loop
 
         def check() -> None:
             answer = guard.check(ex.environ, *credentials)
             loop.call_soon_threadsafe(after, answer)
 
         def after(answer: int) -> None:
-            conn = ex.conn
-            if ex.aborted or conn.exchange is not ex:
+            if ex.aborted or ex.sink.is_closing():
                 return  # the client left meanwhile
             if answer == OK:
-                done = respond(ex, mapped.root, relative)
+                respond(ex, mapped.root, relative)
             else:
-                done = error(ex, answer, _refusal(answer), challenge_headers(guard, answer))
-            if done:
-                conn.proceed()
+                error(ex, answer, _refusal(answer), challenge_headers(guard, answer))
 
         pool().submit(check)
-        return False
 
 
 def _refusal(status: int) -> str:
@@ -168,8 +179,8 @@ def _refusal(status: int) -> str:
 # -- responses --------------------------------------------------------------------------
 
 
-def respond(ex: run.Exchange, root: Root, relative: bytes) -> bool:
-    """Answer a GET or HEAD for a file under `root`. True when the response is complete."""
+def respond(ex: Exchange, root: Root, relative: bytes) -> None:
+    """Answer a GET or HEAD for a file under `root` (now, or as the socket takes it)."""
     request = ex.request
     opened = root.open(relative)
     if opened is None:
@@ -228,18 +239,18 @@ def respond(ex: run.Exchange, root: Root, relative: bytes) -> bool:
     return send_file(ex, _head(ex, status, block), fd, first, count)
 
 
-def send_file(ex: run.Exchange, head: bytes, fd: int, offset: int, count: int) -> bool:
-    """The one place a file body leaves: os.sendfile when the transport has a plain socket,
-    else reads written through the transport, paced by its back-pressure (TLS)."""
+def send_file(ex: Exchange, head: bytes, fd: int, offset: int, count: int) -> None:
+    """The one place a file body leaves: os.sendfile when the sink has a plain socket,
+    else reads written through the sink, paced by its back-pressure (TLS)."""
     ex.result = FileHandle(fd)  # closed by complete() or connection_lost
-    conn = ex.conn
-    if conn.sendfile(ex, head, fd, offset, count):
-        return False
-    conn.transport.write(head)
+    sink = ex.sink
+    if sink.sendfile(ex, head, fd, offset, count):
+        return
+    sink.write(head)
     ex.headers_sent = True
     ex.content_length = count
     ex.iterator = _blocks(fd, offset, count)
-    return run.pump(ex)
+    inline.pump(ex)
 
 
 def _blocks(fd: int, offset: int, count: int) -> Iterator[bytes]:
@@ -252,21 +263,20 @@ def _blocks(fd: int, offset: int, count: int) -> Iterator[bytes]:
         yield data
 
 
-def error(ex: run.Exchange, status: int, detail: str, headers: Sequence[tuple[str, str]] = ()) -> bool:
+def error(ex: Exchange, status: int, detail: str, headers: Sequence[tuple[str, str]] = ()) -> None:
     body = f"{status} {_REASONS[status]}\n{detail}\n".encode()
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
     block = f"Content-Type: text/plain; charset=utf-8\r\n{lines}Content-Length: {len(body)}\r\n".encode("latin-1")
     return _write(ex, status, block, b"" if ex.head_only else body)
 
 
-def _write(ex: run.Exchange, status: int, block: bytes, body: bytes) -> bool:
+def _write(ex: Exchange, status: int, block: bytes, body: bytes) -> None:
     ex.code = status
-    ex.conn.transport.write(_head(ex, status, block) + body if body else _head(ex, status, block))
     ex.bytes_out = len(body)
-    return ex.conn.complete(ex)
+    ex.finish(_head(ex, status, block) + body if body else _head(ex, status, block))
 
 
-def _head(ex: run.Exchange, status: int, block: bytes) -> bytes:
+def _head(ex: Exchange, status: int, block: bytes) -> bytes:
     ex.headers_sent = True
     if not ex.keep_alive:
         connection = b"Connection: close\r\n"

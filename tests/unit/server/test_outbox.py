@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,12 +115,13 @@ def test_direct_uses_of_the_socket_see_everything_sent(loop: asyncio.AbstractEve
 
 
 def test_held_bytes_wait_for_no_app_call_once_hold_time_passed(loop: asyncio.AbstractEventLoop) -> None:
-    outbox = Outbox(loop)
+    now = [50.0]
+    outbox = Outbox(loop, clock=lambda: now[0])
     transport, recorder = held(loop, outbox)
-    transport.write(b"response")
-    outbox.before_app_call(time.monotonic())
+    transport.write(b"response")  # held at 50.0
+    outbox.before_app_call(50.0 + HOLD_TIME / 2)
     assert recorder.writes == [], "a quick burst is still batched"
-    outbox.before_app_call(time.monotonic() + HOLD_TIME * 2)
+    outbox.before_app_call(50.0 + HOLD_TIME * 2)
     assert recorder.writes == [b"response"]
     end_pass(loop)
     assert recorder.writes == [b"response"], "sent once"

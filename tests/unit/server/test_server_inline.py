@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -176,14 +175,26 @@ def test_a_finished_exchange_is_freed_at_once_not_by_the_cycle_collector(
         gc.enable()
 
 
+class Clock:
+    """The exchanges' and the outbox's clock: time passes only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_quick_response_waits_for_the_pass_a_slow_ones_leaves_at_once(loop: asyncio.AbstractEventLoop) -> None:
+    clock = Clock()
+
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         if environ["PATH_INFO"] == "/slow":
-            time.sleep(HOLD_TIME * 3)
+            clock.now += HOLD_TIME * 3  # the app call takes longer than the outbox holds a response
         start_response("200 OK", [("Content-Length", "2")])
         return [b"ok"]
 
-    conn, transport = connect(loop, app)
+    conn, transport = connect(loop, app, clock=clock)
     conn.data_received(GET)
     assert transport.written == [], "held until the loop's pass ends"
     conn.data_received(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -1,0 +1,114 @@
+"""In-process cost of one hello-world keep-alive request, without sockets or a load tool.
+
+A do-nothing transport stands in for asyncio's; HTTPConnection is driven with GETs, one per
+data_received (a client waiting for each answer) and pipelined in batches, and the loop
+ends its pass after each feed, so the outbox sends what it held. Best of --rounds, in
+microseconds per request: a figure for comparing two builds of Corral on one machine (the
+server's own CPU per request, minus the kernel), not a throughput to publish.
+
+    python bench/micro_keepalive.py                 # the installed corral
+    python bench/micro_keepalive.py --requests 20000 --rounds 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+import corral
+from corral.server.connection import HTTPConnection
+from corral.server.context import ServerContext
+
+BODY = b"Hello, world!"
+GET = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: micro\r\nAccept: */*\r\n\r\n"
+PIPELINE = 8  # requests per feed in the pipelined case (under the connection's queue bound)
+
+
+def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+    return [BODY]
+
+
+class NullTransport:
+    """Takes every write, never pauses: the cost measured is Corral's alone."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def writelines(self, pieces: Any) -> None:
+        for piece in pieces:
+            self.written += len(piece)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+
+def run_once(loop: asyncio.AbstractEventLoop, requests: int, per_feed: int) -> float:
+    """Seconds per request for `requests` GETs fed `per_feed` at a time on one connection."""
+    conn = HTTPConnection(ServerContext(app=app, loop=loop))
+    transport = NullTransport()
+    conn.connection_made(transport)
+    data = GET * per_feed
+    feeds = requests // per_feed
+    end_pass = asyncio.sleep
+    started = time.perf_counter()
+    for _ in range(feeds):
+        conn.data_received(data)
+        loop.run_until_complete(end_pass(0))
+    took = time.perf_counter() - started
+    expected = feeds * per_feed
+    if transport.closing or transport.written < expected * len(BODY):
+        raise SystemExit("the connection did not answer every request: the benchmark is broken")
+    conn.connection_lost(None)
+    return took / expected
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20000, help="requests per round (default 20000)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; the best counts (default 5)")
+    args = parser.parse_args(argv)
+    loop = asyncio.new_event_loop()
+    try:
+        version = getattr(corral, "__version__", "?")
+        compiled = "compiled" if not corral.server.connection.__file__.endswith(".py") else "pure Python"
+        print(f"corral {version} ({compiled}), Python {sys.version.split()[0]}")
+        for label, per_feed in (("one per feed", 1), (f"{PIPELINE} pipelined", PIPELINE)):
+            run_once(loop, min(args.requests, 2000), per_feed)  # warm-up: caches, date line
+            best = min(run_once(loop, args.requests, per_feed) for _ in range(args.rounds))
+            print(f"hello keep-alive, {label:>14}: {best * 1e6:6.2f} us/request (best of {args.rounds})")
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
