@@ -1,25 +1,27 @@
 """Sans-I/O request parsing: httptools (llhttp, strict mode) plus the RFC 9112
 rules llhttp leaves to the server.
 
-How this works: `feed(data)` pushes bytes through llhttp, whose callbacks fill a
-`Request`. A request becomes *ready* (appended to `self.ready`) when its message
-is complete, or as soon as its head is complete when the client sent
-`Expect: 100-continue` (the app decides whether the body is wanted). Any
-violation raises an `HTTPError` carrying its status; after that the parser is
-dead (every later `feed` raises the same error) and the connection must close,
-so nothing pipelined behind a bad request is ever processed. A body that was
-being received when the error struck is failed, so an app reading it wakes up.
+How this works: `feed(data)` finds each head itself (framing.py: strict CRLF, a head
+ends at the first CRLFCRLF), checks its request line, and gives llhttp the head,
+whose callbacks fill a `Request`; then the body is counted (Content-Length, through
+llhttp) or decoded by framing.ChunkedDecoder. A request becomes *ready* (appended to
+`self.ready`) when its message is complete, or as soon as its head is complete when
+the client sent `Expect: 100-continue` (the app decides whether the body is wanted).
+Any violation raises an `HTTPError` carrying its status; after that the parser is
+dead (every later `feed` raises the same error) and the connection must close, so
+nothing pipelined behind a bad request is ever processed. A body that was being
+received when the error struck is failed, so an app reading it wakes up.
 
-llhttp already rejects: Content-Length with Transfer-Encoding, duplicate or
-non-digit Content-Length (`+1`, `0x1`, `1_0`), obs-fold, whitespace before the
-colon, bare CR/LF, control characters, bad or overflowing chunk sizes, chunked
-not last or applied twice. Here we add: the HTTP version, Host
-presence/uniqueness/syntax, singleton fields repeated with different values,
+llhttp rejects: Content-Length with Transfer-Encoding, duplicate or non-digit
+Content-Length (`+1`, `0x1`, `1_0`), obs-fold, whitespace before the colon, bare
+CR/LF, control characters in fields and target. framing.py: method tokens, the
+protocol name, chunk sizes and extensions, trailers. Here we add: the HTTP version,
+Host presence/uniqueness/syntax, singleton fields repeated with different values,
 HTTP/1.2-1.9 read as 1.1 (llhttp runs with lenient_version, so every other version
 is ours to refuse), Transfer-Encoding on HTTP/1.0 and unsupported codings (empty
-list elements skipped), CONNECT and Upgrade, `Connection: close` winning over keep-alive,
-request-target form, and every size limit. docs/http.md lists each rejection;
-tests/data/requests holds one raw request per rule.
+list elements skipped), CONNECT and Upgrade, `Connection: close` winning over
+keep-alive, request-target form, and every size limit. docs/http.md lists each
+rejection; tests/data/requests holds one raw request per rule.
 """
 
 from __future__ import annotations
