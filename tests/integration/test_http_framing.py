@@ -441,7 +441,8 @@ def test_chunk_size_over_the_limit_is_413_before_its_data(serve) -> None:
         assert reader.response().status == 413
     sock, reader = open_reader(server)
     with sock:
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n" + b"x" * 512 + b"\r\n201\r\n")
+        head = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sock.sendall(head + b"200\r\n" + b"x" * 512 + b"\r\n201\r\n")
         assert reader.response().status == 413  # the running total, on the second size line
 
 
@@ -451,7 +452,7 @@ def test_chunked_trailing_empty_element_and_extension_bws(serve) -> None:
     with sock:
         sock.sendall(
             b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked,\r\n\r\n"
-            b"3 ; a = b ; q = \"x y\"\r\nabc\r\n2;z\r\nde\r\n0\r\n\r\n" + GET % b"/after"
+            b'3 ; a = b ; q = "x y"\r\nabc\r\n2;z\r\nde\r\n0\r\n\r\n' + GET % b"/after"
         )
         assert reader.response().body == b"abcde"
         assert reader.response().status == 200  # framing held for the pipelined request
