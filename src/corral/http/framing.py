@@ -52,6 +52,11 @@ _MAX_CHUNK_LINE = 4096
 # Chunk framing can multiply a body's size on the wire (1-byte chunks cost 6 bytes);
 # beyond this factor (plus room for a trailer section) the framing itself is the abuse.
 _FRAMING_ALLOWANCE = 8
+# ChunkedDecoder states: a size line, chunk data, the CRLF after it, trailer lines.
+_SIZE = 0
+_DATA = 1
+_DATA_END = 2
+_TRAILERS = 3
 _MAX_HEX_DIGITS = 16  # a 64-bit size, as llhttp allows; more is an overflow (400, not 413)
 
 
@@ -131,13 +136,11 @@ class ChunkedDecoder:
 
     __slots__ = ("_request", "_limits", "_remaining", "_state", "_wire", "done")
 
-    _SIZE, _DATA, _DATA_END, _TRAILERS = 0, 1, 2, 3
-
     def __init__(self, request: Request, limits: Limits) -> None:
         self._request = request
         self._limits = limits
         self._remaining = 0
-        self._state = self._SIZE
+        self._state = _SIZE
         self._wire = 0  # framing bytes consumed (size lines, CRLFs, trailers)
         self.done = False
 
@@ -147,7 +150,7 @@ class ChunkedDecoder:
         request = self._request
         while pos < end and not self.done:
             state = self._state
-            if state == self._DATA:
+            if state == _DATA:
                 take = min(self._remaining, end - pos)
                 body = request.body
                 assert body is not None
@@ -156,8 +159,8 @@ class ChunkedDecoder:
                 self._remaining -= take
                 pos += take
                 if not self._remaining:
-                    self._state = self._DATA_END
-            elif state == self._DATA_END:
+                    self._state = _DATA_END
+            elif state == _DATA_END:
                 if end - pos < 2:
                     if data[pos] != 13:
                         raise BadRequest("chunk data not followed by CRLF")
@@ -166,7 +169,7 @@ class ChunkedDecoder:
                     raise BadRequest("chunk data not followed by CRLF")
                 pos += 2
                 self._wire += 2
-                self._state = self._SIZE
+                self._state = _SIZE
             else:
                 lf = data.find(b"\n", pos)
                 if lf < 0:
@@ -175,7 +178,7 @@ class ChunkedDecoder:
                 line = data[pos : lf + 1]
                 pos = lf + 1
                 self._wire += len(line)
-                if state == self._SIZE:
+                if state == _SIZE:
                     self._size_line(line)
                 elif line == b"\r\n":
                     self.done = True
@@ -201,13 +204,13 @@ class ChunkedDecoder:
             raise ContentTooLarge(f"body larger than {limit} bytes")
         if size:
             self._remaining = size
-            self._state = self._DATA
+            self._state = _DATA
         else:
-            self._state = self._TRAILERS
+            self._state = _TRAILERS
 
     def _check_pending(self, pending: int) -> None:
         """A line not yet ended: bound the bytes waited for."""
-        if self._state == self._SIZE and pending > _MAX_CHUNK_LINE:
+        if self._state == _SIZE and pending > _MAX_CHUNK_LINE:
             raise ContentTooLarge("chunk size line (extensions) too large")
         self._check_framing(pending)
 
