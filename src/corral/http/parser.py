@@ -273,7 +273,7 @@ class RequestParser:
         if len(parts) == 3:
             method = _METHODS.get(parts[0])
             target = parts[1]
-        if method is not None and parts[2][:5] == b"HTTP/" and target.isascii():
+        if method is not None and parts[2].startswith(b"HTTP/") and target.isascii():
             # The fast path: `GET /x HTTP/1.1`, which llhttp reads as we do.
             if len(target) > max_target:
                 raise URITooLong(f"request target longer than {max_target} bytes")
