@@ -24,6 +24,7 @@ from setuptools.command.build_py import build_py
 
 HOT_PATH = [
     "src/corral/http/date.py",
+    "src/corral/http/framing.py",
     "src/corral/http/parser.py",
     "src/corral/http/request.py",
     "src/corral/http/serialize.py",

@@ -388,3 +388,71 @@ def test_header_limit_flags(serve) -> None:
     default = serve("counting:app")
     assert _status(default, GET % (b"/" + b"a" * 100)) == 200
     assert _status(default, b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"v" * 250 + b"\r\n\r\n") == 200
+
+
+# -- conformance classes: methods, raw target bytes, chunk framing --------------------------
+
+
+def test_every_token_method_reaches_the_app_and_non_tokens_are_400(serve) -> None:
+    server = serve("basic:environ_dump")
+    sock, reader = open_reader(server)
+    with sock:
+        for method in (b"FOO", b"-BLARGH", b"M-SEARCH", b"get"):
+            sock.sendall(method + b" /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+            environ = json.loads(reader.response().body)
+            assert environ["REQUEST_METHOD"] == method.decode()
+            assert environ["wsgi.input.read"] == "hi"  # its body framed like any other
+    sock, reader = open_reader(server)
+    with sock:
+        sock.sendall(b"G@T /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert reader.response().status == 400
+        assert reader.closed()
+
+
+def test_raw_high_bytes_in_the_target_reach_the_app_as_sent(serve) -> None:
+    server = serve("basic:environ_dump")
+    sock, reader = open_reader(server)
+    with sock:
+        sock.sendall(b"GET /caf\xc3\xa9?q=\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n")
+        environ = json.loads(reader.response().body)
+    assert environ["PATH_INFO"] == "/caf\xc3\xa9"  # latin-1, as for /caf%C3%A9 (PEP 3333)
+    assert environ["QUERY_STRING"] == "q=\xc3\xa9"
+    sock, reader = open_reader(server)
+    with sock:
+        sock.sendall(b"GET /caf\xc3\xa9\x7f HTTP/1.1\r\nHost: t\r\n\r\n")  # DEL: still refused
+        assert reader.response().status == 400
+
+
+@pytest.mark.parametrize("line", [b"GET / RTSP/1.0", b"SOURCE / ICE/1.0"])
+def test_other_protocols_are_refused(serve, line: bytes) -> None:
+    server = serve("basic:environ_dump")
+    sock, reader = open_reader(server)
+    with sock:
+        sock.sendall(line + b"\r\nHost: t\r\n\r\n")
+        assert reader.response().status == 400
+
+
+def test_chunk_size_over_the_limit_is_413_before_its_data(serve) -> None:
+    server = serve("basic:echo", "--max-body-size", "1k")
+    sock, reader = open_reader(server)
+    with sock:
+        # Only the size line is sent: the answer must not wait for the announced data.
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n")
+        assert reader.response().status == 413
+    sock, reader = open_reader(server)
+    with sock:
+        head = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sock.sendall(head + b"200\r\n" + b"x" * 512 + b"\r\n201\r\n")
+        assert reader.response().status == 413  # the running total, on the second size line
+
+
+def test_chunked_trailing_empty_element_and_extension_bws(serve) -> None:
+    server = serve("basic:echo")
+    sock, reader = open_reader(server)
+    with sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked,\r\n\r\n"
+            b'3 ; a = b ; q = "x y"\r\nabc\r\n2;z\r\nde\r\n0\r\n\r\n' + GET % b"/after"
+        )
+        assert reader.response().body == b"abcde"
+        assert reader.response().status == 200  # framing held for the pipelined request

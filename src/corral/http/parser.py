@@ -1,25 +1,27 @@
 """Sans-I/O request parsing: httptools (llhttp, strict mode) plus the RFC 9112
 rules llhttp leaves to the server.
 
-How this works: `feed(data)` pushes bytes through llhttp, whose callbacks fill a
-`Request`. A request becomes *ready* (appended to `self.ready`) when its message
-is complete, or as soon as its head is complete when the client sent
-`Expect: 100-continue` (the app decides whether the body is wanted). Any
-violation raises an `HTTPError` carrying its status; after that the parser is
-dead (every later `feed` raises the same error) and the connection must close,
-so nothing pipelined behind a bad request is ever processed. A body that was
-being received when the error struck is failed, so an app reading it wakes up.
+How this works: `feed(data)` finds each head itself (framing.py: strict CRLF, a head
+ends at the first CRLFCRLF), checks its request line, and gives llhttp the head,
+whose callbacks fill a `Request`; then the body is counted (Content-Length, through
+llhttp) or decoded by framing.ChunkedDecoder. A request becomes *ready* (appended to
+`self.ready`) when its message is complete, or as soon as its head is complete when
+the client sent `Expect: 100-continue` (the app decides whether the body is wanted).
+Any violation raises an `HTTPError` carrying its status; after that the parser is
+dead (every later `feed` raises the same error) and the connection must close, so
+nothing pipelined behind a bad request is ever processed. A body that was being
+received when the error struck is failed, so an app reading it wakes up.
 
-llhttp already rejects: Content-Length with Transfer-Encoding, duplicate or
-non-digit Content-Length (`+1`, `0x1`, `1_0`), obs-fold, whitespace before the
-colon, bare CR/LF, control characters, bad or overflowing chunk sizes, chunked
-not last or applied twice. Here we add: the HTTP version, Host
-presence/uniqueness/syntax, singleton fields repeated with different values,
+llhttp rejects: Content-Length with Transfer-Encoding, duplicate or non-digit
+Content-Length (`+1`, `0x1`, `1_0`), obs-fold, whitespace before the colon, bare
+CR/LF, control characters in fields and target. framing.py: method tokens, the
+protocol name, chunk sizes and extensions, trailers. Here we add: the HTTP version,
+Host presence/uniqueness/syntax, singleton fields repeated with different values,
 HTTP/1.2-1.9 read as 1.1 (llhttp runs with lenient_version, so every other version
 is ours to refuse), Transfer-Encoding on HTTP/1.0 and unsupported codings (empty
-list elements skipped), CONNECT and Upgrade, `Connection: close` winning over keep-alive,
-request-target form, and every size limit. docs/http.md lists each rejection;
-tests/data/requests holds one raw request per rule.
+list elements skipped), CONNECT and Upgrade, `Connection: close` winning over
+keep-alive, request-target form, and every size limit. docs/http.md lists each
+rejection; tests/data/requests holds one raw request per rule.
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ from .errors import (
     URITooLong,
     VersionNotSupported,
 )
+from .framing import (
+    ChunkedDecoder,
+    check_partial_line,
+    find_bare_cr_lf,
+    percent_encode_high_bytes,
+    request_line,
+    without_empty_te_elements,
+)
 from .limits import Limits
 from .request import BodySink, Request
 
@@ -49,9 +59,10 @@ _SUPPORTED_VERSIONS = ("1.1", "1.0")
 # llhttp (with lenient_version) reports any DIGIT.DIGIT; a higher HTTP/1 minor is 1.1
 # (RFC 9110 2.5: "the highest minor version ... it supports").
 _VERSION_ALIASES = {f"1.{minor}": "1.1" for minor in range(2, 10)}
-# Chunk framing can multiply a body's size on the wire (1-byte chunks cost 6 bytes);
-# beyond this factor (plus room for a trailer section) the framing itself is the abuse.
-_FRAMING_ALLOWANCE = 8
+# What the parser is reading: a head, a Content-Length body, a chunked body.
+_HEAD, _LENGTH, _CHUNKED = 0, 1, 2
+# llhttp's reason for `Transfer-Encoding: chunked,` (see without_empty_te_elements).
+_TE_REASON = "Invalid `Transfer-Encoding` header value"
 # Head bytes allowed beyond the request-line and field limits (method, version, CRLFs).
 _HEAD_SLACK = 4096
 # llhttp reasons that mean "a version we do not speak", not "a broken request line".
@@ -93,12 +104,12 @@ class RequestParser:
         "_limits",
         "_body_factory",
         "_request",
-        "_head_bytes",
-        "_head_carry",
-        "_feed_size",
-        "_in_body",
-        "_wire_body",
-        "_chunks",
+        "_phase",
+        "_remaining",
+        "_decoder",
+        "_buf",
+        "_scanned",
+        "_head_size",
         "_error",
         "ready",
         "upgraded",
@@ -107,58 +118,57 @@ class RequestParser:
     def __init__(self, limits: Limits, body_factory: BodyFactory) -> None:
         self._limits = limits
         self._body_factory = body_factory
-        self._parser = parser = httptools.HttpRequestParser(self)
-        # Both leniencies only widen what llhttp admits to what RFC 9112 allows; the
-        # wrapper then decides (docs/http.md, "Where we differ from llhttp"):
-        # any DIGIT.DIGIT version reaches on_headers_complete, which maps or refuses it;
-        # BWS between a chunk size and its extensions (RFC 9112 7.1.1).
-        parser.set_dangerous_leniencies(lenient_version=True, lenient_spaces_after_chunk_size=True)
+        self._parser = self._new_llhttp()
         self._request: Request | None = None
-        # Bytes fed while reading heads: never less than the current head's size
-        # (drives the exact field-size check); minus `_head_carry`, never more
-        # (drives the guard against a head that never ends).
-        self._head_bytes = 0
-        self._head_carry = 0
-        self._feed_size = 0
-        self._in_body = False
-        self._wire_body = 0
-        self._chunks = 0
+        self._phase = _HEAD
+        self._remaining = 0  # Content-Length bytes still to come
+        self._decoder: ChunkedDecoder | None = None
+        # Bytes received but not yet consumed: part of a head, or an unfinished chunk line.
+        self._buf = bytearray()
+        self._scanned = 0  # how much of a partial head in _buf was already searched
+        self._head_size = 0
         self._error: HTTPError | None = None
         self.ready: deque[Request] = deque()
         # Set when llhttp stopped after an Upgrade request; later bytes are not HTTP.
         self.upgraded = False
 
+    def _new_llhttp(self) -> httptools.HttpRequestParser:
+        parser = httptools.HttpRequestParser(self)
+        # Any DIGIT.DIGIT version reaches on_headers_complete, which maps or refuses it
+        # (docs/http.md, "Where we differ from llhttp").
+        parser.set_dangerous_leniencies(lenient_version=True)
+        return parser
+
     @property
     def mid_request(self) -> bool:
         """True when part of a request has arrived but it is not complete."""
-        return self._request is not None
+        return self._request is not None or len(self._buf) > 0
 
     @property
     def awaiting_head(self) -> bool:
-        return not self._in_body
+        return self._phase == _HEAD
 
     @property
     def receiving_body(self) -> Request | None:
         """The request whose head is complete and whose body is still arriving."""
-        return self._request if self._in_body else None
+        return self._request if self._phase != _HEAD else None
 
     def feed(self, data: bytes) -> None:
         if self._error is not None:
             raise self._error
         if self.upgraded:
             return  # we never switch protocols; the connection closes after the response
-        self._feed_size = size = len(data)
-        if self._in_body:
-            self._wire_body += size
-        else:
-            self._head_bytes += size
+        buf = self._buf
         try:
-            self._parser.feed_data(data)
-            request = self._request
-            if request is not None:
-                self._check_progress(request)
-        except httptools.HttpParserUpgrade:
-            self._upgrade()
+            if buf:
+                buf += data
+                if self._phase == _HEAD and not self._head_arrived(buf):
+                    return
+                data = bytes(buf)
+                buf.clear()
+            pos = self._consume(data)
+            if pos < len(data) and not self.upgraded:
+                buf += data[pos:]
         except HTTPError as error:
             self._die(error)
         except httptools.HttpParserCallbackError as exc:
@@ -176,6 +186,7 @@ class RequestParser:
 
     def _die(self, error: HTTPError) -> None:
         self._error = error
+        self._buf.clear()
         request = self._request
         if request is not None and request.body is not None:
             fail = getattr(request.body, "fail", None)
@@ -183,52 +194,156 @@ class RequestParser:
                 fail(error)  # a 100-continue app blocked on the body must not wait for a timeout
         raise error from None
 
-    def _upgrade(self) -> None:
-        """llhttp stopped after a CONNECT or Upgrade request; we never switch protocols.
+    # -- framing: heads found here, bodies counted or decoded here ---------------
 
-        Checked here rather than on every head: llhttp has already completed the
-        request (skipping any body) and queued it last, so a refusal unqueues it.
-        """
-        request = self.ready[-1]
-        if request.method == "CONNECT":
-            self.ready.pop()
-            self._die(NotImplementedByServer("CONNECT is not supported"))
-        if request.has_body:
-            # llhttp handed the body over as the new protocol's bytes, unread.
-            self.ready.pop()
-            self._die(NotImplementedByServer("an Upgrade request with a body is not supported"))
-        # Answer it as plain HTTP, then close: what follows may not be HTTP.
+    def _consume(self, data: bytes) -> int:
+        """Process data from its start; returns how much of it was used."""
+        pos = 0
+        end = len(data)
+        while pos < end:
+            phase = self._phase
+            if phase == _HEAD:
+                # RFC 9112 2.2: empty lines before a request line are ignored (llhttp
+                # skips CR and LF alike there).
+                while data[pos] == 13 or data[pos] == 10:
+                    pos += 1
+                    if pos == end:
+                        return pos
+                stop = data.find(b"\r\n\r\n", pos)
+                if stop < 0:
+                    self._partial_head(data, pos, pos)
+                    self._scanned = end - pos
+                    return pos
+                stop += 4
+                self._head(self._begin(data, pos, stop))
+                pos = stop
+                if self.upgraded:
+                    return end
+            elif phase == _LENGTH:
+                take = min(self._remaining, end - pos)
+                self._parser.feed_data(data if take == end else data[pos : pos + take])
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._complete()
+            else:
+                decoder = self._decoder
+                assert decoder is not None
+                pos = decoder.feed(data, pos)
+                if not decoder.done:
+                    return pos
+                self._parser.feed_data(b"0\r\n\r\n")  # llhttp back at the start of a message
+                self._decoder = None
+                self._complete()
+        return pos
+
+    def _head_arrived(self, buf: bytearray) -> bool:
+        """A partial head grew: True once it is complete, else bound and check it."""
+        scanned = self._scanned
+        if buf.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0) >= 0:
+            return True
+        self._partial_head(buf, 0, scanned)
+        self._scanned = len(buf)
+        return False
+
+    def _partial_head(self, buffered: bytes | bytearray, start: int, scan_from: int) -> None:
+        """Checks on a head that has not ended yet, so bad ones need not wait for more."""
+        limits = self._limits
+        check_partial_line(buffered, start, limits.max_request_line)
+        if len(buffered) - start > limits.max_request_line + limits.max_header_size + _HEAD_SLACK:
+            raise HeaderFieldsTooLarge("request head too large")
+        if scan_from > start and buffered[scan_from - 1] == 13:
+            scan_from -= 1  # that CR's LF may be the first new byte
+        if find_bare_cr_lf(buffered, scan_from):
+            # RFC 9112 2.2. llhttp names the fault, as it would in a complete head.
+            head = bytes(buffered[start:])
+            if head.find(b"\n") >= 0:
+                self._head(self._begin(head, 0, len(head)))
+            raise BadRequest("bare CR or LF in the request head")
+
+    def _begin(self, data: bytes, pos: int, stop: int) -> bytes:
+        """Start the request whose head is data[pos:stop]; returns the head llhttp sees."""
+        lf = data.find(b"\n", pos, stop)
+        eol = lf - 1 if data[lf - 1] == 13 else lf
+        line = data[pos:eol]
+        parts = line.split(b" ")
+        max_target = self._limits.max_request_line
+        method: str | None = None
+        target = b""
+        if len(parts) == 3:
+            method = _METHODS.get(parts[0])
+            target = parts[1]
+        if method is not None and parts[2].startswith(b"HTTP/") and target.isascii():
+            # The fast path: `GET /x HTTP/1.1`, which llhttp reads as we do.
+            if len(target) > max_target:
+                raise URITooLong(f"request target longer than {max_target} bytes")
+            head = data if pos == 0 and stop == len(data) else data[pos:stop]
+        else:
+            raw_method, target, llhttp_line = request_line(line, max_target)
+            method = _METHODS.get(raw_method) or raw_method.decode("ascii")
+            head = llhttp_line + data[eol:stop]
+        request = Request()
+        request.method = method
+        request.target = target
+        self._request = request
+        self._head_size = stop - pos
+        return head
+
+    def _head(self, head: bytes, retried: bool = False) -> None:
+        """Give llhttp one head; on_headers_complete decides the body's framing."""
+        request = self._request
+        assert request is not None
+        try:
+            self._parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            self._upgrade(request)
+            return
+        except httptools.HttpParserError as exc:
+            fixed = None
+            if type(exc) is httptools.HttpParserError and str(exc) == _TE_REASON and not retried:
+                fixed = without_empty_te_elements(head)
+            if fixed is None:
+                raise
+        else:
+            if self._phase == _HEAD and self._request is request:
+                raise BadRequest("malformed request head")  # llhttp saw no end of it
+            return
+        # Outside the except block, so errors from the retry keep their own context.
+        self._parser = self._new_llhttp()
+        request.headers.clear()
+        self._head(fixed, True)
+
+    def _complete(self) -> None:
+        request = self._request
+        assert request is not None
+        self._request = None
+        self._phase = _HEAD
+        request.complete = True
+        body = request.body
+        if body is not None:
+            body.finish()
+        if not (request.expect_continue and request.has_body):
+            self.ready.append(request)
+
+    def _upgrade(self, request: Request) -> None:
+        """llhttp stopped after a CONNECT or Upgrade request; we never switch protocols."""
+        if request.method == "CONNECT" or request.has_body:
+            if self.ready and self.ready[-1] is request:
+                self.ready.pop()
+            if request.method == "CONNECT":
+                raise NotImplementedByServer("CONNECT is not supported")
+            # llhttp would hand the body over as the new protocol's bytes, unread.
+            raise NotImplementedByServer("an Upgrade request with a body is not supported")
+        # Answered as plain HTTP (on_headers_complete queued it), then closed: what
+        # follows may not be HTTP.
         request.keep_alive = False
         self.upgraded = True
 
-    def _check_progress(self, request: Request) -> None:
-        """After a feed that left a request incomplete: bound what it may still grow to."""
-        limits = self._limits
-        if not self._in_body:
-            if self._head_bytes - self._head_carry > limits.max_request_line + limits.max_header_size + _HEAD_SLACK:
-                raise HeaderFieldsTooLarge("request head too large")
-        elif self._wire_body > request.received * _FRAMING_ALLOWANCE + limits.max_header_size + 65536:
-            raise ContentTooLarge("chunk framing (extensions, trailers) too large for the body it carries")
-
     # -- llhttp callbacks -------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._request = Request()
-        self._wire_body = 0
-        self._chunks = 0
-
-    def on_url(self, url: bytes) -> None:
-        request = self._request
-        assert request is not None
-        request.target += url
-        if len(request.target) > self._limits.max_request_line:
-            raise URITooLong(f"request target longer than {self._limits.max_request_line} bytes")
-
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Counted in on_headers_complete; until then feed() bounds the head's bytes.
-        if not self._in_body:  # trailer fields: framing only, never exposed to the app
-            # llhttp strips leading OWS but keeps trailing OWS (RFC 9110 5.5: not part of the value).
-            self._request.headers.append((name, value.rstrip(b" \t")))  # type: ignore[union-attr]
+        # llhttp strips leading OWS but keeps trailing OWS (RFC 9110 5.5: not part of the value).
+        self._request.headers.append((name, value.rstrip(b" \t")))  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
         request = self._request
@@ -241,52 +356,34 @@ class RequestParser:
                 raise VersionNotSupported(f"HTTP/{version} is not supported")
             version = alias
         request.version = version
-        method = parser.get_method()
-        request.method = _METHODS.get(method) or method.decode("ascii")
         if not parser.should_keep_alive():
             request.keep_alive = False
         if len(request.headers) > self._limits.max_headers:
             raise HeaderFieldsTooLarge(f"more than {self._limits.max_headers} header fields")
         self._check_fields(request)
         self._split_target(request)
-        self._in_body = True
-        if request.has_body:
-            if request.content_length is not None and request.content_length > self._limits.max_body_size:
+        if not request.has_body:
+            self._complete()
+            return
+        if request.chunked:
+            self._phase = _CHUNKED
+            self._decoder = ChunkedDecoder(request, self._limits)
+        else:
+            length = request.content_length
+            assert length is not None
+            if length > self._limits.max_body_size:
                 raise ContentTooLarge(f"body larger than {self._limits.max_body_size} bytes")
-            request.body = self._body_factory(request)
-            if request.expect_continue:
-                self.ready.append(request)
+            self._phase = _LENGTH
+            self._remaining = length
+        request.body = self._body_factory(request)
+        if request.expect_continue:
+            self.ready.append(request)
 
     def on_body(self, data: bytes) -> None:
         request = self._request
         assert request is not None and request.body is not None
-        request.received += len(data)
-        if request.received > self._limits.max_body_size:
-            raise ContentTooLarge(f"body larger than {self._limits.max_body_size} bytes")
+        request.received += len(data)  # within Content-Length, checked on the head
         request.body.write(data)
-
-    def on_chunk_header(self) -> None:
-        # Our reading of Transfer-Encoding and llhttp's must agree, or framing is ambiguous.
-        if not self._request.chunked:  # type: ignore[union-attr]
-            raise BadRequest("chunked framing without Transfer-Encoding: chunked")
-        self._chunks += 1
-
-    def on_message_complete(self) -> None:
-        request = self._request
-        assert request is not None
-        self._request = None
-        self._in_body = False
-        # The rest of this feed may already be the next head: count all of it.
-        self._head_bytes = self._head_carry = self._feed_size
-        request.complete = True
-        body = request.body
-        if body is not None:  # every chunked request has one
-            if request.chunked and not self._chunks and not self._parser.should_upgrade():
-                # (An Upgrade request's body is skipped by llhttp; _upgrade() refuses it.)
-                raise BadRequest("Transfer-Encoding: chunked without chunked framing")
-            body.finish()
-        if not (request.expect_continue and request.has_body):
-            self.ready.append(request)
 
     # -- RFC 9112 rules on top of llhttp ----------------------------------------
 
@@ -296,8 +393,8 @@ class RequestParser:
         hosts = 0
         transfer_encoding: bytes | None = None
         singletons: dict[bytes, bytes] | None = None
-        # `_head_bytes` never undercounts the head, so below it no exact sum is needed.
-        if self._head_bytes > limits.max_header_size:
+        # The head's size bounds the fields' size, so below it no exact sum is needed.
+        if self._head_size > limits.max_header_size:
             size = sum(len(name) + len(value) + 4 for name, value in request.headers)
             if size > limits.max_header_size:
                 raise HeaderFieldsTooLarge(f"header fields larger than {limits.max_header_size} bytes")
@@ -366,6 +463,8 @@ class RequestParser:
             request.path = b"*"
             return
         if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+            if not target.isascii():  # parse_url refuses raw bytes >= 0x80; %XX decodes the same
+                target = percent_encode_high_bytes(target)
             try:
                 url: Any = httptools.parse_url(target)  # Any: its stub claims fields that may be None
             except httptools.HttpParserInvalidURLError:
