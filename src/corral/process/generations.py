@@ -1,0 +1,54 @@
+"""Reload generations: which workers are new, which are old, and when the old ones go.
+
+How this works: every group counts its reloads in `generation`; each worker
+handle remembers the generation it was started in. A reload (`start`) bumps
+the count and gives the group fresh slots, so the old workers go on serving
+from slots that are no longer the group's. When every new slot is ready, the
+old workers are retired (`to_retire`); if the new code cannot load, the reload
+is abandoned (`abandon`): the new workers are stopped and the group takes its
+old generation and slots back. Bookkeeping only: the arbiter sends the signals
+and reports the milestones (lifecycle.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .policy import Slot
+from .workers import Group, WorkerHandle
+
+
+def start(group: Group) -> list[Slot]:
+    """Begin the group's next generation; returns its slots, each to be filled by a new worker."""
+    group.generation += 1
+    group.down = False  # a reload is the user's next attempt at a site that was down
+    for slot in group.slots:
+        slot.retiring = True
+    group.slots = [Slot(i) for i in range(len(group.slots))]
+    return group.slots
+
+
+def old_workers(handles: Iterable[WorkerHandle], group: Group) -> list[WorkerHandle]:
+    return [handle for handle in handles if handle.group is group and handle.old]
+
+
+def to_retire(handles: Iterable[WorkerHandle], group: Group) -> list[WorkerHandle] | None:
+    """The old workers to retire now that the new generation serves; None while it does not yet."""
+    if not all(slot.ready for slot in group.slots):
+        return None
+    return [handle for handle in old_workers(handles, group) if not handle.told_to_stop]
+
+
+def abandon(handles: Iterable[WorkerHandle], group: Group) -> list[WorkerHandle]:
+    """The new code failed to load: go back to the old generation; returns the new workers to stop.
+
+    Only when old workers are still alive (`old_workers`): they keep serving from their slots.
+    """
+    handles = list(handles)
+    new = [h for h in handles if h.group is group and h.generation == group.generation]
+    old = old_workers(handles, group)
+    group.generation = max(h.generation for h in old)
+    group.slots = [h.slot for h in old]
+    for slot in group.slots:
+        slot.retiring = False
+    return new
