@@ -43,12 +43,16 @@ def abandon(handles: Iterable[WorkerHandle], group: Group) -> list[WorkerHandle]
     """The new code failed to load: go back to the old generation; returns the new workers to stop.
 
     Only when old workers are still alive (`old_workers`): they keep serving from their slots.
+    After two reloads in a row the newest generation still alive becomes the group's again;
+    any older one stays old, and retires once that one is ready, as it would have.
     """
     handles = list(handles)
     new = [h for h in handles if h.group is group and h.generation == group.generation]
     old = old_workers(handles, group)
     group.generation = max(h.generation for h in old)
-    group.slots = [h.slot for h in old]
+    # Only that generation's slots: taking every old worker's would leave the group with
+    # more slots than workers configured, each refilled when its worker retires.
+    group.slots = [h.slot for h in old if h.generation == group.generation]
     for slot in group.slots:
         slot.retiring = False
     return new

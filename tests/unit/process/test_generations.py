@@ -71,3 +71,17 @@ def test_abandon_stops_the_new_generation_and_takes_the_old_one_back(make: Handl
     assert not any(h.old for h in old)  # serving again as the group's current generation
     assert generations.old_workers(old + new, g) == []
 
+
+
+def test_abandon_after_two_reloads_goes_back_to_the_newest_generation_still_alive(make: Handles) -> None:
+    g = group(workers=1)
+    first = make(g)
+    generations.start(g)
+    second = make(g)
+    generations.start(g)
+    third = make(g)
+    assert generations.abandon([first, second, third], g) == [third]
+    assert g.generation == 1 and g.slots == [second.slot]
+    assert first.old and first.slot.retiring  # retires when the second generation is ready
+    second.slot.ready = True
+    assert generations.to_retire([first, second], g) == [first]
