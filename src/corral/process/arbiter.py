@@ -47,10 +47,11 @@ from . import status as status_view
 from .certificates import Certificates
 from .control import ControlError, ControlServer, control_path
 from .exits import judge_exit
-from .heartbeats import KILL_MARGIN, Verdict
+from .heartbeats import Verdict
 from .lifecycle import Lifecycle, ReloadRecord
 from .notify import Notifier
 from .policy import Slot
+from .shutdown import Shutdown, stop_listening
 from .signals import SignalQueue, signal_if_alive
 from .spawn import VirtualenvError, exec_worker, fork_worker
 from .workers import Group, WorkerHandle, worker_spec
@@ -88,13 +89,10 @@ class Arbiter:
         self.selector = selectors.DefaultSelector()
         self.signals = SignalQueue()
         self.workers: dict[int, WorkerHandle] = {}
-        self.stopping = False
-        self.stop_deadline = 0.0
-        self.delay_until = 0.0  # --shutdown-delay: serving on until then, /readyz already failing
+        self.shutdown = Shutdown(config.shutdown_delay, config.graceful_timeout)
         self.lifecycle = Lifecycle()
         self.exit_code = EXIT_OK
         self.interrupts = 0
-        self.stragglers_killed = False
         self.announced = False
         self.warned: set[tuple[str, int, str]] = set()  # (group, generation, text): each said once
         self.on_ready: Callable[[], object] | None = None  # called once, just before "Corral ready"
@@ -116,6 +114,14 @@ class Arbiter:
     def multi_site(self) -> bool:
         return bool(self.sites)
 
+    @property
+    def stopping(self) -> bool:
+        return self.shutdown.stopping
+
+    @property
+    def delay_until(self) -> float:
+        return self.shutdown.delay_until
+
     # -- what status.py and commands.py see (their Protocols) -----------------------
 
     @property
@@ -128,7 +134,7 @@ class Arbiter:
 
     @property
     def shutting_down(self) -> bool:
-        return self.stopping or bool(self.delay_until)
+        return self.stopping or self.shutdown.delaying
 
     def status(self) -> dict[str, Any]:
         return status_view.snapshot(self)
@@ -182,13 +188,12 @@ class Arbiter:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if self.delay_until and now >= self.delay_until:
+        if self.shutdown.delay_over(now):
             self._begin_drain("Shutdown delay over")
+        timeout = self.shutdown.wait(now)
         if self.stopping:
-            timeout = max(0.0, min(1.0, self.stop_deadline - now))
-            if now >= self.stop_deadline:
-                if self.workers and not self.stragglers_killed:
-                    self.stragglers_killed = True
+            if self.shutdown.past_deadline(now):
+                if self.workers and self.shutdown.first_kill():
                     self.lifecycle.killed = len(self.workers)
                     log.warning("Graceful timeout: killing %d worker(s) still busy", len(self.workers))
                 self._kill_all(signal.SIGKILL)
@@ -197,7 +202,6 @@ class Arbiter:
             if self.multi_site and now >= self.next_acceptor_check:
                 self.next_acceptor_check = now + acceptors.WINDOW
                 self._choose_acceptors()
-            timeout = max(0.0, min(1.0, self.delay_until - now)) if self.delay_until else 1.0
             for group in self.groups:
                 if group.booted or group.down:
                     for slot in policy.due_for_spawn(group.slots, now):
@@ -222,7 +226,7 @@ class Arbiter:
         if sig == signal.SIGCHLD:
             return  # reaped after every tick
         name = signal.Signals(sig).name
-        if sig in (signal.SIGTERM, signal.SIGINT) and self.delay_until:
+        if sig in (signal.SIGTERM, signal.SIGINT) and self.shutdown.delaying:
             self._begin_drain(f"Received {name} during the shutdown delay")  # skips the rest of it
             return
         if sig == signal.SIGINT:
@@ -251,19 +255,17 @@ class Arbiter:
         serving the ones still routed here; then the drain starts as without a delay.
         """
         delay = self.config.shutdown_delay
-        # A server that never said it was ready has no traffic to wait for: no delay.
-        delaying = graceful and delay > 0 and self.announced and not self.stopping and not self.delay_until
+        delaying = self.shutdown.should_delay(graceful, self.announced)
         self.lifecycle.stop_requested(graceful, delay if delaying else 0.0)
         if delaying:
-            self.delay_until = time.monotonic() + delay
+            self.shutdown.start_delay(time.monotonic())
             self.stats.set_draining()
             # Logged after set_draining(): once this line is out, /readyz answers 503.
             log.info("%s: /readyz fails from now on; serving for %gs more, then draining", why, delay)
             return
-        if graceful and self.delay_until:
+        if graceful and self.shutdown.delaying:
             self._begin_drain(f"{why} during the shutdown delay")
             return
-        self.delay_until = 0.0
         self.stop(graceful)
         if graceful:
             # Logged after stop(): once this line is out, new connections are refused.
@@ -271,42 +273,22 @@ class Arbiter:
 
     def _begin_drain(self, why: str) -> None:
         """The shutdown delay is over (or was cut short): stop accepting, finish, exit."""
-        self.delay_until = 0.0
         self.stop(graceful=True)
         self.lifecycle.draining(sum(h.in_flight for h in self.workers.values()))
         log.info("%s: finishing in-flight requests (up to %gs)", why, self.config.graceful_timeout)
 
     def stop(self, graceful: bool) -> None:
-        if not self.stopping:
-            self.stopping = True
-            margin = self.config.graceful_timeout + KILL_MARGIN if graceful else 0.0
-            self.stop_deadline = time.monotonic() + margin
+        if self.shutdown.begin(graceful, time.monotonic()):
             self.stats.set_draining()
-            self.stragglers_killed = not graceful  # an immediate stop kills by design: no warning
         self._kill_all(signal.SIGTERM if graceful else signal.SIGKILL)
-        self._stop_listening()
-
-    def _stop_listening(self) -> None:
-        """Refuse new connections from now on.
-
-        The kernel completes handshakes into the backlog for as long as any process
-        holds the listening socket, and we hold it until the end: without this a
-        draining server accepts connections nobody will answer. shutdown() (unlike
-        close()) acts on the socket every worker shares and leaves our fd valid.
-        Sockets systemd lent us are left alone: it keeps them for the next master,
-        and the connections queued meanwhile are that master's to answer.
-        """
-        if self.socket_activated:
-            return
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass  # not listening (already shut down) or not a socket the kernel can shut
+        # Sockets systemd lent us are left open to new connections: it keeps them for the
+        # next master, and the connections queued meanwhile are that master's to answer.
+        if not self.socket_activated:
+            stop_listening(self.sockets)
 
     def reload(self, site: str | None = None) -> None:
         """Start a new generation; each group's old one retires when its new one is ready."""
-        if self.stopping or self.delay_until:
+        if self.shutting_down:
             log.info("Not reloading: the server is stopping")
             return
         self.certificates.reload()
