@@ -299,7 +299,7 @@ class Arbiter:
                 continue
             log.info("Reloading %s: starting %d new workers", group.label, len(group.slots))
             self.lifecycle.reload_started(group.name, group.label, len(group.slots))
-            self.stats.site_down(group.name, False)
+            self._site_up(group)  # a reload is the next attempt at a site that was down
             for slot in generations.start(group):
                 self._spawn(group, slot)
 
@@ -360,9 +360,7 @@ class Arbiter:
             handle.last_heartbeat = time.monotonic()
             self.stats.worker_ready(handle.pid)
             if group.down:
-                group.down = False
-                self.stats.site_down(group.name, False)
-                self._unwatch_queue(group)
+                self._site_up(group)
                 log.info("%s is back", group.label.capitalize())
             if not group.booted:
                 group.booted = True
@@ -437,10 +435,7 @@ class Arbiter:
             return
         log.error("%s could not load its app and is backed off: %s", group.label.capitalize(), text)
         self.lifecycle.reload_failed(group.name, group.label, text, old_serving=False)
-        if not group.down:
-            group.down = True
-            self.stats.site_down(group.name)
-            self._watch_queue(group)
+        self._site_down(group)
         now = time.monotonic()
         for slot in group.slots:
             if slot.pid is None:
@@ -577,23 +572,31 @@ class Arbiter:
                 self.exit_code = EXIT_FAILED
                 self.stop(graceful=False)
             elif not group.down:
-                group.down = True
-                self.stats.site_down(group.name)
-                self._watch_queue(group)
+                self._site_down(group)
                 self._announce_if_ready()
 
     # -- a site that is down: its queued connections get 503 ----------------------------
 
-    def _watch_queue(self, group: Group) -> None:
+    # Both transitions happen here only: the queue is watched exactly while the site is down
+    # (registering it twice would end the master; watching it while the site's own workers
+    # serve would answer some of their connections with 503s).
+
+    def _site_down(self, group: Group) -> None:
+        if group.down:
+            return
+        group.down = True
+        self.stats.site_down(group.name)
         if group.handoff_receive is not None:
             self.selector.register(group.handoff_receive, selectors.EVENT_READ, group)
 
-    def _unwatch_queue(self, group: Group) -> None:
+    def _site_up(self, group: Group) -> None:
+        """Its app loaded, or a reload tries again: connections wait for its own workers."""
+        self.stats.site_down(group.name, False)
+        if not group.down:
+            return
+        group.down = False
         if group.handoff_receive is not None:
-            try:
-                self.selector.unregister(group.handoff_receive)
-            except (KeyError, ValueError):
-                pass
+            self.selector.unregister(group.handoff_receive)
 
     def _kill_all(self, sig: int) -> None:
         for pid in list(self.workers):

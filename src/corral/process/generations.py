@@ -21,7 +21,6 @@ from .workers import Group, WorkerHandle
 def start(group: Group) -> list[Slot]:
     """Begin the group's next generation; returns its slots, each to be filled by a new worker."""
     group.generation += 1
-    group.down = False  # a reload is the user's next attempt at a site that was down
     for slot in group.slots:
         slot.retiring = True
     group.slots = [Slot(i) for i in range(len(group.slots))]

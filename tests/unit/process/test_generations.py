@@ -26,13 +26,6 @@ def test_start_gives_the_group_fresh_slots_and_retires_the_old_ones() -> None:
     assert all(s.retiring for s in old_slots) and not any(s.retiring for s in new_slots)
 
 
-def test_a_reload_is_the_next_attempt_at_a_site_that_was_down() -> None:
-    g = group()
-    g.down = True
-    generations.start(g)
-    assert not g.down
-
-
 def test_old_workers_retire_only_once_every_new_slot_is_ready(make: Handles) -> None:
     g = group(workers=2)
     old = [make(g, slot) for slot in g.slots]
