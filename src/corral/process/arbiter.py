@@ -54,7 +54,7 @@ from .policy import Slot
 from .shutdown import Shutdown, stop_listening
 from .signals import SignalQueue, signal_if_alive
 from .spawn import VirtualenvError, exec_worker, fork_worker
-from .workers import Group, WorkerHandle, worker_spec
+from .workers import Group, WorkerHandle, ready_summary, worker_spec
 
 log = logging.getLogger("corral.error")
 
@@ -394,13 +394,10 @@ class Arbiter:
         self.announced = True
         if self.on_ready is not None:
             self.on_ready()
-        down = [g.name for g in self.groups if g.down]
-        summary = ", ".join(
-            f"{g.name} {len(g.slots)}x{g.config.threads}" for g in self.groups if not g.down
-        ) if self.multi_site else f"{len(self.groups[0].slots)} worker(s) x {self.config.threads} thread(s)"
-        log.info("Corral ready: %s%s", summary, f" (down: {', '.join(down)})" if down else "")
-        self.lifecycle.ready(summary + (f" (down: {', '.join(down)})" if down else ""))
-        if self.hooks is not None and len(down) < len(self.groups):  # someone accepts
+        summary = ready_summary(self.groups, self.multi_site)
+        log.info("Corral ready: %s", summary)
+        self.lifecycle.ready(summary)
+        if self.hooks is not None and not all(g.down for g in self.groups):  # someone accepts
             try:
                 self.hooks.when_ready(self.server_info())
             except HookFailed as exc:
@@ -445,14 +442,12 @@ class Arbiter:
     def _abandon_generation(self, group: Group) -> None:
         """A reload whose new workers cannot load: keep the old generation."""
         for handle in generations.abandon(self.workers.values(), group):
-            handle.told_to_stop = True
-            self.stats.worker_draining(handle.pid)
+            self._draining(handle)
             self._signal(handle.pid, signal.SIGTERM)
 
     def _replace(self, handle: WorkerHandle, cause: str) -> None:
         """Start a fresh worker for this one's slot now; the old one is on its way out."""
-        handle.told_to_stop = True
-        self.stats.worker_draining(handle.pid)
+        self._draining(handle)
         handle.exit_cause = cause
         group = handle.group
         old = handle.slot
@@ -512,8 +507,7 @@ class Arbiter:
         if retiring is None:
             return
         for handle in retiring:
-            handle.told_to_stop = True
-            self.stats.worker_draining(handle.pid)
+            self._draining(handle)
             self._signal(handle.pid, RETIRE_SIGNAL)
         old = generations.old_workers(self.workers.values(), group)
         self.lifecycle.generation_serving(group.name, group.label, len(group.slots), len(old))
@@ -597,6 +591,11 @@ class Arbiter:
         group.down = False
         if group.handoff_receive is not None:
             self.selector.unregister(group.handoff_receive)
+
+    def _draining(self, handle: WorkerHandle) -> None:
+        """It was told to stop (or will be): its exit is expected, /metrics shows it draining."""
+        handle.told_to_stop = True
+        self.stats.worker_draining(handle.pid)
 
     def _kill_all(self, sig: int) -> None:
         for pid in list(self.workers):

@@ -116,6 +116,16 @@ def of_group(handles: Iterable[WorkerHandle], group: Group) -> list[WorkerHandle
     return [handle for handle in handles if handle.group is group]
 
 
+def ready_summary(groups: list[Group], multi_site: bool) -> str:
+    """What "Corral ready: ..." says: each serving site's processes x threads, and the sites down."""
+    if multi_site:
+        summary = ", ".join(f"{g.name} {len(g.slots)}x{g.config.threads}" for g in groups if not g.down)
+    else:
+        summary = f"{len(groups[0].slots)} worker(s) x {groups[0].config.threads} thread(s)"
+    down = [g.name for g in groups if g.down]
+    return summary + (f" (down: {', '.join(down)})" if down else "")
+
+
 def worker_spec(
     group: Group,
     groups: list[Group],

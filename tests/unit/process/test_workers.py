@@ -7,7 +7,7 @@ import socket
 from corral.config import Config
 from corral.config.sites import SiteConfig
 from corral.process.policy import Slot
-from corral.process.workers import Group, worker_spec
+from corral.process.workers import Group, ready_summary, worker_spec
 from corral.server.handoff import handoff_pair, send_connection
 from worker_handles import group
 
@@ -67,3 +67,10 @@ def test_a_down_sites_queued_connections_get_a_503() -> None:
     finally:
         client.close()
         g.close()
+
+
+def test_the_ready_line_names_each_serving_site_and_the_ones_down() -> None:
+    www, broken = group("www", workers=2, threads=4), group("broken", workers=1)
+    broken.down = True
+    assert ready_summary([www, broken], multi_site=True) == "www 2x4 (down: broken)"
+    assert ready_summary([group(workers=3)], multi_site=False) == "3 worker(s) x 1 thread(s)"
