@@ -149,7 +149,8 @@ def decode(line: bytes) -> Message | None:
         return None
     if not isinstance(fields, dict):
         return None
-    decoder = _DECODERS.get(fields.get("event"))  # type: ignore[arg-type]
+    event = fields.get("event")
+    decoder = _DECODERS.get(event) if isinstance(event, str) else None  # a list is not even hashable
     if decoder is None:
         return None
     try:

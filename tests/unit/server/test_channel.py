@@ -68,6 +68,8 @@ def test_event_names_on_the_wire_are_the_ones_workers_and_dev_children_speak() -
         b'"ready"',
         b'{"pid": 1}',  # no event
         b'{"event": "nothing"}',
+        b'{"event": ["ready"]}',
+        b'{"event": 3}',
         b'{"event": "heartbeat", "requests": "7"}',
         b'{"event": "heartbeat", "requests": true}',  # a bool is no count
         b'{"event": "ready", "pid": 1.5}',
