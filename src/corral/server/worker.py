@@ -340,8 +340,8 @@ class Worker:
         connections = len(ctx.connections)
         send(self.spec.channel, Heartbeat(
             requests=ctx.requests_served,
-            in_flight=in_flight,
             connections=connections,
+            in_flight=in_flight,
             stats=ctx.stats.snapshot(connections=connections, in_flight=in_flight),
             rss=watchdog.rss_bytes(),
         ))
