@@ -15,10 +15,13 @@ generation of workers and retires the old one once the new one is ready.
 lifecycle.py turns these milestones into log lines, sd_notify messages and the
 reload record `corral status` shows.
 
-The pieces it runs on: workers.py (groups, slots, handles), generations.py
-(reload bookkeeping), heartbeats.py and exits.py (what a worker's silence or
-exit means), commands.py (the control socket's commands), status.py (what
-`corral status` shows), server/channel.py (the messages workers send).
+The pieces it runs on, each testable without processes: workers.py (groups,
+slots, handles), generations.py (reload bookkeeping), shutdown.py (the stop
+sequence), heartbeats.py and exits.py (what a worker's silence or exit
+means), commands.py (the control socket's commands), status.py (what
+`corral status` shows, from a read-only view), server/channel.py (the
+messages workers send). This class keeps the loop and the reactions: it
+signals, spawns, logs and reports.
 """
 
 from __future__ import annotations
