@@ -483,6 +483,38 @@ def test_a_site_whose_middleware_is_missing_is_down_with_the_reason(hosts_server
     assert status == 503
 
 
+def test_a_down_site_reloaded_while_still_broken_stays_down_then_comes_back_whole(tmp_path: Path) -> None:
+    """A reload of a site that is down: still broken, it is backed off again (the master lives on);
+    fixed, it serves every request, and the master no longer answers its queue with 503s."""
+    code = tmp_path / "code"
+    code.mkdir()
+    config = probe_config(tmp_path, {
+        "good": 'hosts = ["good.test"]',
+        "later": f'hosts = ["later.test"]\napp = "site_later:app"\npythonpath = ["{code}"]',
+    })
+    server = Server(["--config", str(config)], timeout=30)
+    try:
+        assert server.wait_for(r"Corral ready: good 1x1 \(down: later\)", 15), server.log()
+        assert request(server, "later.test", "/")[0] == 503
+        mark = len(server.log_lines)
+        server.signal(signal.SIGHUP)  # the code is still missing
+        assert server.wait_for(r"Site 'later' could not load its app", 15, start=mark), server.log()
+        assert get_json(server, "good.test", "/")["site"] == "good", server.log()
+        assert request(server, "later.test", "/")[0] == 503
+        (code / "site_later.py").write_text(
+            "def app(environ, start_response):\n"
+            "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+            "    return [b'later is up']\n"
+        )
+        mark = len(server.log_lines)
+        server.signal(signal.SIGHUP)
+        assert server.wait_for(r"Reload finished \(site 'later'\)", 15, start=mark), server.log()
+        statuses = Counter(request(server, "later.test", "/")[0] for _ in range(40))
+        assert statuses == {200: 40}, (statuses, server.log())
+    finally:
+        server.stop()
+
+
 # -- isolation: one site's crash is not another's failure ----------------------------------
 
 

@@ -1,15 +1,15 @@
 """The dev child: loads the app once, tells the reloader which files it imported, serves.
 
-Messages on the channel (JSON lines, as server/worker.py sends them):
-  {"event": "files", "files": [path, ...]}   project files imported so far; sent
-      after loading and again whenever more modules were imported (Django imports
-      views on the first request), so lazily imported files are watched too.
-  {"event": "trees", "paths": [...]}   directories to watch recursively (Django's
-      template directories), sent once after loading.
-  {"event": "load-error", "message": ..., "traceback": ...}   the app did not load;
-      unlike a production worker, the child then serves a 500 page naming the
-      error, so the socket keeps answering while the developer fixes the code.
-  {"event": "ready"} and heartbeats, from the Worker itself.
+Messages on the channel (server/channel.py):
+  Files   project files imported so far; sent after loading and again whenever
+      more modules were imported (Django imports views on the first request), so
+      lazily imported files are watched too.
+  Trees   directories to watch recursively (Django's template directories), sent
+      once after loading.
+  LoadError   the app did not load; unlike a production worker, the child then
+      serves a 500 page naming the error, so the socket keeps answering while the
+      developer fixes the code.
+  Ready and heartbeats, from the Worker itself.
 
 It runs `Worker` directly rather than `run_worker`, because both of its extras
 (the error page instead of exiting, the dev access log) replace what run_worker
@@ -19,13 +19,14 @@ decides.
 from __future__ import annotations
 
 import signal
+import socket
 import sys
-from typing import Any
 
 from .. import settings_guard
 from ..loading import AppLoadError, load_app
+from ..server.channel import Files, LoadError, Trees, send
 from ..server.environment import prepare_process
-from ..server.worker import Worker, WorkerSpec, send, start_static
+from ..server.worker import Worker, WorkerSpec, start_static
 from . import files
 from .apps import broken_app, django_template_dirs, with_static_files
 from .output import DevAccessLog
@@ -36,7 +37,7 @@ REPORT_INTERVAL = 1.0  # seconds between checks for newly imported modules
 class FileReporter:
     """Sends the project files among sys.modules, each one once."""
 
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: socket.socket) -> None:
         self.channel = channel
         self.known: set[str] = set()
         self.modules_seen = -1
@@ -48,7 +49,7 @@ class FileReporter:
         new = (files.module_files() | extra) - self.known
         if new:
             self.known |= new
-            send(self.channel, event="files", files=sorted(new))
+            send(self.channel, Files(tuple(sorted(new))))
 
 
 def run_child(spec: WorkerSpec, dev_access_log: bool = True) -> int:
@@ -68,18 +69,18 @@ def run_child(spec: WorkerSpec, dev_access_log: bool = True) -> int:
         static = start_static(spec, django=False)  # --static only: Django's files come from its finders
     except AppLoadError as exc:
         reporter.report(files.error_files(exc))
-        send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
+        send(spec.channel, LoadError(str(exc), exc.user_traceback))
         app = broken_app(str(exc), exc.user_traceback)
     except SystemExit as exc:  # the app's module called sys.exit() while importing
         reporter.report(files.error_files(exc))
         message = f"loading the app called sys.exit({exc.code!r})"
-        send(spec.channel, event="load-error", message=message, traceback=None)
+        send(spec.channel, LoadError(message))
         app = broken_app(message, None)
     else:
         reporter.report()
         trees = django_template_dirs()
         if trees:
-            send(spec.channel, event="trees", paths=sorted(trees))
+            send(spec.channel, Trees(tuple(sorted(trees))))
     worker = Worker(spec, app)
     worker.ctx.static = static
     if dev_access_log:

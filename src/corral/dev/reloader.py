@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from watchfiles import Change, DefaultFilter
 
 from ..config import Config
-from ..process.arbiter import describe_status
+from ..process.exits import describe_status
 from ..process.signals import SignalQueue, signal_if_alive
 from ..process.spawn import fork_and_run
-from ..server.spec import WorkerSpec, read_messages
+from ..server.channel import Files, Inbox, LoadError, Message, Ready, Recycle, Trees
+from ..server.spec import WorkerSpec
 from . import files
 from .output import format_changes
 
@@ -47,6 +48,7 @@ DEV_GRACE = 1.0  # seconds in-flight requests get to finish before a restart goe
 KILL_MARGIN = 2.0  # seconds past the grace before a child that will not stop gets SIGKILL
 MTIME_SLACK = 0.02  # file-system timestamps lag the wall clock by up to a few ms
 SURVIVAL = 1.0  # a child that served this long and then died is restarted at once
+PUMP_READS = 16  # receives per pass over the channel: the loop also watches files and signals
 
 Spawn = Callable[[WorkerSpec, list[socket.socket], bool], int]
 
@@ -78,10 +80,13 @@ class Child:
     channel: socket.socket
     forked_at: float  # wall clock, comparable with file mtimes
     started: float  # monotonic
-    buffer: bytes = b""
+    inbox: Inbox = field(init=False)
     error: str | None = None
     ready_at: float | None = None
     kill_at: float | None = None  # set once told to stop
+
+    def __post_init__(self) -> None:
+        self.inbox = Inbox(self.channel)
 
 
 @dataclass
@@ -211,38 +216,31 @@ class Reloader:
     def _pump(self, child: Child) -> bool:
         """Read and handle what the child sent; False once it closed its end."""
         while True:
-            before = child.buffer
-            messages, child.buffer, closed = read_messages(child.channel, child.buffer)
-            if closed:
-                return False
-            if not messages and child.buffer == before:
-                return True  # nothing more to read for now
+            messages = child.inbox.read(PUMP_READS)
             for message in messages:
                 if child is self.child:
                     self._on_message(child, message)
+            if child.inbox.closed:
+                return False
+            if not messages:
+                return True  # nothing more to read for now (or half a line: the rest wakes us)
 
-    def _on_message(self, child: Child, message: dict[str, object]) -> None:
-        event = message.get("event")
-        if event == "files":
-            reported = message.get("files")
-            if isinstance(reported, list):
-                self._watch_files(child, reported)
-        elif event == "load-error":
-            child.error = str(message.get("message"))
-            user_traceback = message.get("traceback")
-            if user_traceback:
-                sys.stderr.write(str(user_traceback))
+    def _on_message(self, child: Child, message: Message) -> None:
+        if isinstance(message, Files):
+            self._watch_files(child, message.files)
+        elif isinstance(message, LoadError):
+            child.error = message.message
+            if message.traceback:
+                sys.stderr.write(message.traceback)
                 sys.stderr.flush()
             log.error("%s", child.error)
-        elif event == "trees":
-            paths = message.get("paths")
-            if isinstance(paths, list):
-                new = [path for path in paths if isinstance(path, str) and path not in self.watch_paths]
-                self.watch_paths.extend(new)
-                self.watcher.add_trees(new)
-        elif event == "recycle":  # --max-requests, --max-worker-memory, a hung request: replace it at once
+        elif isinstance(message, Trees):
+            new = [path for path in message.paths if path not in self.watch_paths]
+            self.watch_paths.extend(new)
+            self.watcher.add_trees(new)
+        elif isinstance(message, Recycle):  # --max-requests, --max-worker-memory, a hung request: replace it now
             self.restart_pending = True
-        elif event == "ready":
+        elif isinstance(message, Ready):
             child.ready_at = time.monotonic()
             if child.error is None:
                 threads = self.child_config.threads
@@ -250,8 +248,8 @@ class Reloader:
             else:
                 log.info("Waiting for a change; until the app loads, requests get an error page naming the error")
 
-    def _watch_files(self, child: Child, reported: list[object]) -> None:
-        new = {path for path in reported if isinstance(path, str) and path not in self.files}
+    def _watch_files(self, child: Child, reported: tuple[str, ...]) -> None:
+        new = {path for path in reported if path not in self.files}
         self.files |= new
         self.watcher.add_dirs({os.path.dirname(path) for path in new})
         # A file changed after the fork may have changed after the child imported it, before

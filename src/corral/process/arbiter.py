@@ -14,11 +14,18 @@ short); a second SIGINT while draining ends at once. SIGHUP starts a fresh
 generation of workers and retires the old one once the new one is ready.
 lifecycle.py turns these milestones into log lines, sd_notify messages and the
 reload record `corral status` shows.
+
+The pieces it runs on, each testable without processes: workers.py (groups,
+slots, handles), generations.py (reload bookkeeping), shutdown.py (the stop
+sequence), heartbeats.py and exits.py (what a worker's silence or exit
+means), commands.py (the control socket's commands), status.py (what
+`corral status` shows, from a read-only view), server/channel.py (the
+messages workers send). This class keeps the loop and the reactions: it
+signals, spawns, logs and reports.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import selectors
@@ -26,85 +33,42 @@ import signal
 import socket
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import Config
 from ..config.sites import SiteConfig
 from ..hooks import HookFailed, MasterHooks, ServerInfo
-from ..observe.state import MasterStats, exit_cause
+from ..observe.state import MasterStats
 from ..observe.titles import set_title
-from ..server.handoff import handoff_pair, receive_connection
+from ..server.channel import Accept, Heartbeat, LoadError, LoadWarning, Message, Ready, Recycle, send
+from ..server.handoff import handoff_pair
 from ..server.listeners import socket_url
-from ..server.spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
-from ..wsgi.response import error_response
-from . import acceptors, policy
+from ..server.spec import WorkerSpec
+from . import acceptors, commands, generations, heartbeats, policy
+from . import status as status_view
 from .certificates import Certificates
 from .control import ControlError, ControlServer, control_path
-from .lifecycle import Lifecycle
+from .exits import judge_exit
+from .heartbeats import Verdict
+from .lifecycle import Lifecycle, ReloadRecord
 from .notify import Notifier
 from .policy import Slot
+from .shutdown import Shutdown, stop_listening
 from .signals import SignalQueue, signal_if_alive
 from .spawn import VirtualenvError, exec_worker, fork_worker
-from .status import status
+from .workers import Group, WorkerHandle, ready_summary, worker_spec
 
 log = logging.getLogger("corral.error")
 
 EXIT_OK, EXIT_FAILED = 0, 1
-# Seconds past the graceful timeout before stragglers get SIGKILL. Workers enforce the
-# timeout themselves; this only covers one whose loop an inline app is blocking.
-_KILL_MARGIN = 1.0
 # Sent to a worker replaced by a reload: drain without racing clients on idle keep-alive
 # connections (the server goes on, so they are closed at their own idle deadline).
 RETIRE_SIGNAL = signal.SIGHUP
-_HEARTBEAT_GRACE = 2.0  # seconds past --timeout before a silent worker counts as hung
-_DUMP_GRACE = 1.0  # seconds a hung worker gets to print its stack before SIGKILL
-_SITE_DOWN = error_response(503, "Service Unavailable", "This site is not available right now.")
+# Receives from a dead worker's channel before its exit is judged: it wrote a finite amount.
+_LAST_WORDS_READS = 64
 
 Spawner = Callable[[WorkerSpec, list[socket.socket]], int]
-
-
-@dataclass
-class Group:
-    """One site's daemon process group."""
-
-    index: int
-    name: str
-    config: Config
-    site: SiteConfig | None
-    slots: list[Slot] = field(default_factory=list)
-    booted: bool = False
-    down: bool = False  # its app failed to load: backed off, connections get 503
-    generation: int = 0
-    restarts: Counter[str] = field(default_factory=Counter)  # worker replacements by cause
-    handoff_send: socket.socket | None = None
-    handoff_receive: socket.socket | None = None
-
-    @property
-    def label(self) -> str:
-        return f"site {self.name!r}" if self.site is not None else "app"
-
-
-@dataclass
-class WorkerHandle:
-    group: Group
-    slot: Slot
-    pid: int
-    channel: socket.socket
-    generation: int
-    started: float = 0.0
-    buffer: bytes = b""
-    requests: int = 0
-    in_flight: int = 0
-    connections: int = 0
-    last_heartbeat: float = 0.0
-    told_to_stop: bool = False
-    exit_cause: str | None = None  # why we expect it to exit (recycling, timeout)
-    kill_at: float = 0.0  # hung: SIGKILL at this time, after its stack was dumped
-    drain_deadline: float = 0.0  # told to stop: it must be gone by then (set by _check_heartbeats)
-    accepting: bool = True  # multi-site: whether it takes new connections (acceptors.py)
 
 
 class Arbiter:
@@ -128,13 +92,10 @@ class Arbiter:
         self.selector = selectors.DefaultSelector()
         self.signals = SignalQueue()
         self.workers: dict[int, WorkerHandle] = {}
-        self.stopping = False
-        self.stop_deadline = 0.0
-        self.delay_until = 0.0  # --shutdown-delay: serving on until then, /readyz already failing
+        self.shutdown = Shutdown(config.shutdown_delay, config.graceful_timeout)
         self.lifecycle = Lifecycle()
         self.exit_code = EXIT_OK
         self.interrupts = 0
-        self.stragglers_killed = False
         self.announced = False
         self.warned: set[tuple[str, int, str]] = set()  # (group, generation, text): each said once
         self.on_ready: Callable[[], object] | None = None  # called once, just before "Corral ready"
@@ -155,6 +116,31 @@ class Arbiter:
     @property
     def multi_site(self) -> bool:
         return bool(self.sites)
+
+    @property
+    def stopping(self) -> bool:
+        return self.shutdown.stopping
+
+    @property
+    def delay_until(self) -> float:
+        return self.shutdown.delay_until
+
+    # -- what status.py and commands.py see (their Protocols) -----------------------
+
+    @property
+    def reloads(self) -> Mapping[str, ReloadRecord]:
+        return self.lifecycle.reloads
+
+    @property
+    def site_names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.stopping or self.shutdown.delaying
+
+    def status(self) -> dict[str, Any]:
+        return status_view.snapshot(self)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -180,7 +166,7 @@ class Arbiter:
         self.signals.install()
         self.selector.register(self.signals.fileno(), selectors.EVENT_READ, None)
         try:
-            self.control = ControlServer(control_path(self.config), self.command)
+            self.control = ControlServer(control_path(self.config), lambda message: commands.answer(self, message))
         except (ControlError, OSError) as exc:
             log.warning("No control socket (corral status/reload/stop will not reach this server): %s", exc)
         else:
@@ -200,20 +186,17 @@ class Arbiter:
             if self.metrics is not None:
                 self.metrics.stop()
             for group in self.groups:
-                for sock in (group.handoff_send, group.handoff_receive):
-                    if sock is not None:
-                        sock.close()
+                group.close()
         return self.exit_code
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if self.delay_until and now >= self.delay_until:
+        if self.shutdown.delay_over(now):
             self._begin_drain("Shutdown delay over")
+        timeout = self.shutdown.wait(now)
         if self.stopping:
-            timeout = max(0.0, min(1.0, self.stop_deadline - now))
-            if now >= self.stop_deadline:
-                if self.workers and not self.stragglers_killed:
-                    self.stragglers_killed = True
+            if self.shutdown.past_deadline(now):
+                if self.workers and self.shutdown.first_kill():
                     self.lifecycle.killed = len(self.workers)
                     log.warning("Graceful timeout: killing %d worker(s) still busy", len(self.workers))
                 self._kill_all(signal.SIGKILL)
@@ -222,7 +205,6 @@ class Arbiter:
             if self.multi_site and now >= self.next_acceptor_check:
                 self.next_acceptor_check = now + acceptors.WINDOW
                 self._choose_acceptors()
-            timeout = max(0.0, min(1.0, self.delay_until - now)) if self.delay_until else 1.0
             for group in self.groups:
                 if group.booted or group.down:
                     for slot in policy.due_for_spawn(group.slots, now):
@@ -232,7 +214,7 @@ class Arbiter:
             if key.data is None:
                 self.signals.drain_wakeups()
             elif isinstance(key.data, Group):
-                self._refuse_queued(key.data)
+                key.data.refuse_queued()
             elif isinstance(key.data, ControlServer):
                 key.data.accept_all()
             else:
@@ -247,7 +229,7 @@ class Arbiter:
         if sig == signal.SIGCHLD:
             return  # reaped after every tick
         name = signal.Signals(sig).name
-        if sig in (signal.SIGTERM, signal.SIGINT) and self.delay_until:
+        if sig in (signal.SIGTERM, signal.SIGINT) and self.shutdown.delaying:
             self._begin_drain(f"Received {name} during the shutdown delay")  # skips the rest of it
             return
         if sig == signal.SIGINT:
@@ -276,19 +258,17 @@ class Arbiter:
         serving the ones still routed here; then the drain starts as without a delay.
         """
         delay = self.config.shutdown_delay
-        # A server that never said it was ready has no traffic to wait for: no delay.
-        delaying = graceful and delay > 0 and self.announced and not self.stopping and not self.delay_until
+        delaying = self.shutdown.should_delay(graceful, self.announced)
         self.lifecycle.stop_requested(graceful, delay if delaying else 0.0)
         if delaying:
-            self.delay_until = time.monotonic() + delay
+            self.shutdown.start_delay(time.monotonic())
             self.stats.set_draining()
             # Logged after set_draining(): once this line is out, /readyz answers 503.
             log.info("%s: /readyz fails from now on; serving for %gs more, then draining", why, delay)
             return
-        if graceful and self.delay_until:
+        if graceful and self.shutdown.delaying:
             self._begin_drain(f"{why} during the shutdown delay")
             return
-        self.delay_until = 0.0
         self.stop(graceful)
         if graceful:
             # Logged after stop(): once this line is out, new connections are refused.
@@ -296,64 +276,22 @@ class Arbiter:
 
     def _begin_drain(self, why: str) -> None:
         """The shutdown delay is over (or was cut short): stop accepting, finish, exit."""
-        self.delay_until = 0.0
         self.stop(graceful=True)
         self.lifecycle.draining(sum(h.in_flight for h in self.workers.values()))
         log.info("%s: finishing in-flight requests (up to %gs)", why, self.config.graceful_timeout)
 
     def stop(self, graceful: bool) -> None:
-        if not self.stopping:
-            self.stopping = True
-            margin = self.config.graceful_timeout + _KILL_MARGIN if graceful else 0.0
-            self.stop_deadline = time.monotonic() + margin
+        if self.shutdown.begin(graceful, time.monotonic()):
             self.stats.set_draining()
-            self.stragglers_killed = not graceful  # an immediate stop kills by design: no warning
         self._kill_all(signal.SIGTERM if graceful else signal.SIGKILL)
-        self._stop_listening()
-
-    def _stop_listening(self) -> None:
-        """Refuse new connections from now on.
-
-        The kernel completes handshakes into the backlog for as long as any process
-        holds the listening socket, and we hold it until the end: without this a
-        draining server accepts connections nobody will answer. shutdown() (unlike
-        close()) acts on the socket every worker shares and leaves our fd valid.
-        Sockets systemd lent us are left alone: it keeps them for the next master,
-        and the connections queued meanwhile are that master's to answer.
-        """
-        if self.socket_activated:
-            return
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass  # not listening (already shut down) or not a socket the kernel can shut
-
-    def command(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Answer one control-socket command."""
-        command = message.get("command")
-        if command == "status":
-            return status(self)
-        if command == "reload":
-            site = message.get("site")
-            if site is not None and site not in {g.name for g in self.groups}:
-                return {"error": f"no site named {site!r}; sites: {', '.join(g.name for g in self.groups)}"}
-            if self.stopping or self.delay_until:
-                return {"error": "the server is stopping; not reloading"}
-            self.reload(site)
-            return {"ok": True, "reloading": site or "all"}
-        if command == "stop":
-            graceful = bool(message.get("graceful", True))
-            why = f"Stop requested over the control socket ({'graceful' if graceful else 'immediate'})"
-            if not graceful:
-                log.info("%s", why)
-            self.request_stop(graceful=graceful, why=why)
-            return {"ok": True}
-        return {"error": f"unknown command {command!r}; expected status, reload or stop"}
+        # Sockets systemd lent us are left open to new connections: it keeps them for the
+        # next master, and the connections queued meanwhile are that master's to answer.
+        if not self.socket_activated:
+            stop_listening(self.sockets)
 
     def reload(self, site: str | None = None) -> None:
         """Start a new generation; each group's old one retires when its new one is ready."""
-        if self.stopping or self.delay_until:
+        if self.shutting_down:
             log.info("Not reloading: the server is stopping")
             return
         self.certificates.reload()
@@ -364,24 +302,14 @@ class Arbiter:
                 continue
             log.info("Reloading %s: starting %d new workers", group.label, len(group.slots))
             self.lifecycle.reload_started(group.name, group.label, len(group.slots))
-            group.generation += 1
-            group.down = False
-            self.stats.site_down(group.name, False)
-            old = group.slots
-            for slot in old:
-                slot.retiring = True
-            group.slots = [Slot(i) for i in range(len(old))]
-            for slot in group.slots:
+            self._site_up(group)  # a reload is the next attempt at a site that was down
+            for slot in generations.start(group):
                 self._spawn(group, slot)
 
     def _resize(self, delta: int) -> None:
         group = self.groups[0]
         count = max(1, len(group.slots) + delta)
-        while len(group.slots) < count:
-            group.slots.append(Slot(len(group.slots)))
-        while len(group.slots) > count:
-            slot = group.slots.pop()
-            slot.retiring = True
+        for slot in group.resize(count):
             if slot.pid:
                 self._signal(slot.pid, signal.SIGTERM)
         log.info("Now running %d workers", count)
@@ -390,16 +318,10 @@ class Arbiter:
 
     def _spawn(self, group: Group, slot: Slot) -> None:
         parent_end, child_end = socket.socketpair()
-        spec = WorkerSpec(group.config, self.sockets, child_end, slot.index, tls=self.certificates.material,
-                          proxy_fds=self.proxy_fds)
-        close_in_child = [parent_end] + [handle.channel for handle in self.workers.values()]
-        if self.multi_site:
-            spec.site = group.site
-            spec.site_index = group.index
-            spec.sites = self.sites
-            spec.handoff_send = [g.handoff_send for g in self.groups if g.handoff_send is not None]
-            spec.handoff_receive = group.handoff_receive
-            close_in_child += [g.handoff_receive for g in self.groups if g is not group and g.handoff_receive]
+        spec, close_in_child = worker_spec(
+            group, self.groups, self.sites, self.sockets, child_end, slot, self.certificates.material, self.proxy_fds
+        )
+        close_in_child += [parent_end] + [handle.channel for handle in self.workers.values()]
         spawn = self.spawn or (exec_worker if group.site is not None and group.site.virtualenv else fork_worker)
         try:
             pid = spawn(spec, close_in_child)
@@ -420,17 +342,19 @@ class Arbiter:
         self.selector.register(parent_end, selectors.EVENT_READ, handle)
         log.debug("Booting worker %d of %s (pid %d)", slot.index, group.label, pid)
 
-    def _read_channel(self, handle: WorkerHandle) -> None:
-        messages, handle.buffer, closed = read_messages(handle.channel, handle.buffer)
-        if closed:
-            self.selector.unregister(handle.channel)
+    def _read_channel(self, handle: WorkerHandle, reads: int = 1) -> None:
+        messages = handle.inbox.read(reads)
+        if handle.inbox.closed:
+            try:
+                self.selector.unregister(handle.channel)
+            except (KeyError, ValueError):
+                pass  # already: a dead worker's channel is read once more in _reap
         for message in messages:
             self._on_message(handle, message)
 
-    def _on_message(self, handle: WorkerHandle, message: dict[str, object]) -> None:
-        event = message.get("event")
+    def _on_message(self, handle: WorkerHandle, message: Message) -> None:
         group = handle.group
-        if event == "ready":
+        if isinstance(message, Ready):
             if self.stopping or handle.told_to_stop:
                 # Told to stop while it was forking: a signal that early can land in the
                 # master's inherited handler and be lost. Now its own handlers are in place.
@@ -439,9 +363,7 @@ class Arbiter:
             handle.last_heartbeat = time.monotonic()
             self.stats.worker_ready(handle.pid)
             if group.down:
-                group.down = False
-                self.stats.site_down(group.name, False)
-                self._unwatch_queue(group)
+                self._site_up(group)
                 log.info("%s is back", group.label.capitalize())
             if not group.booted:
                 group.booted = True
@@ -449,29 +371,25 @@ class Arbiter:
                     log.info("Worker %d of %s ready; starting %d more", handle.pid, group.label, len(group.slots) - 1)
             self._retire_old_generation(group)
             self._announce_if_ready()
-        elif event == "heartbeat":
+        elif isinstance(message, Heartbeat):
             handle.last_heartbeat = time.monotonic()
-            handle.requests = int(message.get("requests", 0))  # type: ignore[call-overload]
-            handle.in_flight = int(message.get("in_flight", 0))  # type: ignore[call-overload]
-            handle.connections = int(message.get("connections", 0))  # type: ignore[call-overload]
-            snapshot = message.get("stats")
-            rss = message.get("rss")
-            self.stats.heartbeat(
-                handle.pid, snapshot if isinstance(snapshot, dict) else None, rss if isinstance(rss, int) else None
-            )
-        elif event == "recycle":
-            reason = str(message.get("reason", "recycle"))
+            handle.requests = message.requests
+            handle.in_flight = message.in_flight
+            handle.connections = message.connections
+            self.stats.heartbeat(handle.pid, message.stats, message.rss)
+        elif isinstance(message, Recycle):
+            reason = message.reason
             log.info("Worker %d of %s is recycling (%s); starting its replacement", handle.pid, group.label, reason)
             self._replace(handle, reason)
-        elif event == "warning":  # found while loading the app (settings_guard): every worker finds it
-            text = str(message.get("message"))
+        elif isinstance(message, LoadWarning):  # found while loading the app (settings_guard): every worker finds it
+            text = message.message
             if (group.name, handle.generation, text) not in self.warned:
                 self.warned.add((group.name, handle.generation, text))
                 log.warning("%s: %s", group.label.capitalize(), text)
-        elif event == "load-error":
+        elif isinstance(message, LoadError):
             if handle.generation != group.generation:
                 return  # a reload already abandoned: its error was reported once
-            self._on_load_error(group, str(message.get("message")), message.get("traceback"))
+            self._on_load_error(group, message.message, message.traceback)
 
     def _announce_if_ready(self) -> None:
         if self.announced or not all(all(s.ready for s in g.slots) or g.down for g in self.groups):
@@ -479,13 +397,10 @@ class Arbiter:
         self.announced = True
         if self.on_ready is not None:
             self.on_ready()
-        down = [g.name for g in self.groups if g.down]
-        summary = ", ".join(
-            f"{g.name} {len(g.slots)}x{g.config.threads}" for g in self.groups if not g.down
-        ) if self.multi_site else f"{len(self.groups[0].slots)} worker(s) x {self.config.threads} thread(s)"
-        log.info("Corral ready: %s%s", summary, f" (down: {', '.join(down)})" if down else "")
-        self.lifecycle.ready(summary + (f" (down: {', '.join(down)})" if down else ""))
-        if self.hooks is not None and len(down) < len(self.groups):  # someone accepts
+        summary = ready_summary(self.groups, self.multi_site)
+        log.info("Corral ready: %s", summary)
+        self.lifecycle.ready(summary)
+        if self.hooks is not None and not all(g.down for g in self.groups):  # someone accepts
             try:
                 self.hooks.when_ready(self.server_info())
             except HookFailed as exc:
@@ -504,26 +419,23 @@ class Arbiter:
         addresses = tuple(socket_url(sock) for sock in self.sockets)
         return ServerInfo(os.getpid(), tuple(g.name for g in self.groups), addresses)
 
-    def _on_load_error(self, group: Group, text: str, user_traceback: object) -> None:
+    def _on_load_error(self, group: Group, text: str, user_traceback: str | None) -> None:
         if user_traceback:
-            sys.stderr.write(str(user_traceback))
+            sys.stderr.write(user_traceback)
         if not self.multi_site and not group.booted:
             sys.stderr.write(f"corral: error: {text}\n")
             sys.stderr.flush()
             self.exit_code = EXIT_FAILED
             self.stop(graceful=False)
             return
-        if any(h.group is group and h.generation < group.generation for h in self.workers.values()):
+        if generations.old_workers(self.workers.values(), group):
             log.error("%s: the new code failed to load; the old workers keep serving: %s", group.label, text)
             self._abandon_generation(group)
             self.lifecycle.reload_failed(group.name, group.label, text, old_serving=True)
             return
         log.error("%s could not load its app and is backed off: %s", group.label.capitalize(), text)
         self.lifecycle.reload_failed(group.name, group.label, text, old_serving=False)
-        if not group.down:
-            group.down = True
-            self.stats.site_down(group.name)
-            self._watch_queue(group)
+        self._site_down(group)
         now = time.monotonic()
         for slot in group.slots:
             if slot.pid is None:
@@ -532,21 +444,13 @@ class Arbiter:
 
     def _abandon_generation(self, group: Group) -> None:
         """A reload whose new workers cannot load: keep the old generation."""
-        for handle in list(self.workers.values()):
-            if handle.group is group and handle.generation == group.generation:
-                handle.told_to_stop = True
-                self.stats.worker_draining(handle.pid)
-                self._signal(handle.pid, signal.SIGTERM)
-        old = [h for h in self.workers.values() if h.group is group and h.generation < group.generation]
-        group.generation = max(h.generation for h in old)
-        group.slots = [h.slot for h in old]
-        for slot in group.slots:
-            slot.retiring = False
+        for handle in generations.abandon(self.workers.values(), group):
+            self._draining(handle)
+            self._signal(handle.pid, signal.SIGTERM)
 
     def _replace(self, handle: WorkerHandle, cause: str) -> None:
         """Start a fresh worker for this one's slot now; the old one is on its way out."""
-        handle.told_to_stop = True
-        self.stats.worker_draining(handle.pid)
+        self._draining(handle)
         handle.exit_cause = cause
         group = handle.group
         old = handle.slot
@@ -570,10 +474,8 @@ class Arbiter:
         for handle in self.workers.values():
             wanted = chosen is None or handle.group.name in chosen
             if wanted != handle.accepting and handle.slot.ready and not handle.told_to_stop:
-                try:
-                    handle.channel.send(json.dumps({"event": "accept", "on": wanted}).encode() + b"\n")
-                except OSError:
-                    continue
+                if not send(handle.channel, Accept(wanted)):
+                    continue  # gone: it is reaped soon
                 handle.accepting = wanted
                 state = "resumes" if wanted else "stops"
                 log.debug("Worker %d of %s %s accepting", handle.pid, handle.group.label, state)
@@ -581,49 +483,44 @@ class Arbiter:
     def _check_heartbeats(self, now: float) -> None:
         """A worker whose loop stops answering (an inline app stuck past --timeout) is replaced."""
         for handle in list(self.workers.values()):
-            if handle.kill_at:
-                if now >= handle.kill_at:
-                    handle.kill_at = 0.0
-                    self._signal(handle.pid, signal.SIGKILL)
-                continue
-            if handle.told_to_stop:
-                # A draining worker keeps --graceful-timeout itself, unless an inline app blocks
-                # its loop (it sends no heartbeats while draining): then it would linger forever.
-                if not handle.drain_deadline:
-                    handle.drain_deadline = now + handle.group.config.graceful_timeout + _KILL_MARGIN
-                elif now >= handle.drain_deadline:
-                    log.error(
-                        "Worker %d of %s is still draining past --graceful-timeout %gs: its stack follows; killing it",
-                        handle.pid, handle.group.label, handle.group.config.graceful_timeout,
-                    )
-                    self._signal(handle.pid, signal.SIGUSR1)
-                    handle.kill_at = now + _DUMP_GRACE
-                continue
-            limit = handle.group.config.timeout + _HEARTBEAT_GRACE
-            if not handle.slot.ready or now - handle.last_heartbeat <= limit:
-                continue
-            log.error(
-                "Worker %d of %s sent no heartbeat for %.0fs (--timeout %gs): its stack follows; replacing it",
-                handle.pid, handle.group.label, now - handle.last_heartbeat, handle.group.config.timeout,
-            )
-            self._signal(handle.pid, signal.SIGUSR1)  # faulthandler in the worker prints every thread's stack
-            handle.kill_at = now + _DUMP_GRACE
-            self._replace(handle, "timeout")
+            verdict = heartbeats.judge(handle, now)
+            if verdict is Verdict.KILL:
+                handle.kill_at = 0.0
+                self._signal(handle.pid, signal.SIGKILL)
+            elif verdict is Verdict.STUCK_DRAINING:
+                log.error(
+                    "Worker %d of %s is still draining past --graceful-timeout %gs: its stack follows; killing it",
+                    handle.pid, handle.group.label, handle.group.config.graceful_timeout,
+                )
+                self._dump_then_kill(handle, now)
+            elif verdict is Verdict.HUNG:
+                log.error(
+                    "Worker %d of %s sent no heartbeat for %.0fs (--timeout %gs): its stack follows; replacing it",
+                    handle.pid, handle.group.label, now - handle.last_heartbeat, handle.group.config.timeout,
+                )
+                self._dump_then_kill(handle, now)
+                self._replace(handle, "timeout")
+
+    def _dump_then_kill(self, handle: WorkerHandle, now: float) -> None:
+        self._signal(handle.pid, signal.SIGUSR1)  # faulthandler in the worker prints every thread's stack
+        handle.kill_at = now + heartbeats.DUMP_GRACE
 
     def _retire_old_generation(self, group: Group) -> None:
-        if not all(slot.ready for slot in group.slots):
+        retiring = generations.to_retire(self.workers.values(), group)
+        if retiring is None:
             return
-        for handle in list(self.workers.values()):
-            if handle.group is group and handle.generation < group.generation and not handle.told_to_stop:
-                handle.told_to_stop = True
-                self.stats.worker_draining(handle.pid)
-                self._signal(handle.pid, RETIRE_SIGNAL)
-        self.lifecycle.generation_serving(group.name, group.label, len(group.slots), self._old_workers(group))
-
-    def _old_workers(self, group: Group) -> int:
-        return sum(1 for h in self.workers.values() if h.group is group and h.generation < group.generation)
+        for handle in retiring:
+            self._draining(handle)
+            self._signal(handle.pid, RETIRE_SIGNAL)
+        old = generations.old_workers(self.workers.values(), group)
+        self.lifecycle.generation_serving(group.name, group.label, len(group.slots), len(old))
 
     def _reap(self) -> None:
+        """Reap exited workers; each one's channel is read to the end first.
+
+        SIGCHLD can be handled in the same tick its last message arrives, or before it;
+        closing the channel unread would lose the one line that tells the user why.
+        """
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -634,60 +531,35 @@ class Arbiter:
             handle = self.workers.pop(pid, None)
             if handle is None:
                 continue
-            self._drain_channel(handle)
+            self._read_channel(handle, _LAST_WORDS_READS)  # see below
             try:
                 self.selector.unregister(handle.channel)
             except (KeyError, ValueError):
                 pass
             handle.channel.close()
             self._on_exit(handle, status)
-            if handle.generation < handle.group.generation and not self._old_workers(handle.group):
+            if handle.old and not generations.old_workers(self.workers.values(), handle.group):
                 self.lifecycle.generation_retired(handle.group.name, handle.group.label, len(handle.group.slots))
-
-    def _drain_channel(self, handle: WorkerHandle) -> None:
-        """Read what a dead worker said last (e.g. its load error) before its exit is judged.
-
-        SIGCHLD can be handled in the same tick its last message arrives, or before it;
-        closing the channel unread would lose the one line that tells the user why.
-        """
-        for _ in range(64):  # bounded: a dead worker wrote a finite amount
-            if handle.channel.fileno() < 0:
-                return
-            try:
-                if not handle.channel.recv(1, socket.MSG_PEEK):
-                    return  # EOF: everything was read
-            except (BlockingIOError, InterruptedError, OSError):
-                return
-            self._read_channel(handle)
 
     def _on_exit(self, handle: WorkerHandle, status: int) -> None:
         slot = handle.slot
         group = handle.group
-        reason = describe_status(status)
-        expected = self.stopping or slot.retiring or handle.told_to_stop or handle.generation < group.generation
-        if os.waitstatus_to_exitcode(status) == EXIT_APP_LOAD_ERROR:
+        ended = judge_exit(handle, status, self.stopping)
+        if ended.load_error:
             self.stats.worker_exited(handle.pid, None)
             policy.record_exit(slot, time.monotonic())
             if not self.multi_site and not group.booted and not self.stopping:
                 self.exit_code = EXIT_FAILED
                 self.stop(graceful=False)
             return
-        if handle.exit_cause is not None:
-            cause: str | None = handle.exit_cause.split(" ")[0]
-        elif handle.generation < group.generation:
-            cause = "reload"
-        elif expected:
-            cause = None
-        else:
-            cause = exit_cause(status)
-        self.stats.worker_exited(handle.pid, cause)
-        if cause is not None:
-            group.restarts[cause] += 1  # same causes as the metrics: signal, exit, memory, timeout, ...
-        if expected:
-            log.debug("Worker %d exited (%s)", handle.pid, reason)
+        self.stats.worker_exited(handle.pid, ended.cause)
+        if ended.cause is not None:
+            group.restarts[ended.cause] += 1  # same causes as the metrics: signal, exit, memory, timeout, ...
+        if ended.expected:
+            log.debug("Worker %d exited (%s)", handle.pid, ended.reason)
             slot.pid = None
             return
-        log.error("Worker %d of %s died (%s); restarting", handle.pid, group.label, reason)
+        log.error("Worker %d of %s died (%s); restarting", handle.pid, group.label, ended.reason)
         policy.record_exit(slot, time.monotonic())
         if slot.crashes > 1:
             delay = policy.restart_delay(slot.crashes)
@@ -697,39 +569,36 @@ class Arbiter:
                 self.exit_code = EXIT_FAILED
                 self.stop(graceful=False)
             elif not group.down:
-                group.down = True
-                self.stats.site_down(group.name)
-                self._watch_queue(group)
+                self._site_down(group)
                 self._announce_if_ready()
 
     # -- a site that is down: its queued connections get 503 ----------------------------
 
-    def _watch_queue(self, group: Group) -> None:
+    # Both transitions happen here only: the queue is watched exactly while the site is down
+    # (registering it twice would end the master; watching it while the site's own workers
+    # serve would answer some of their connections with 503s).
+
+    def _site_down(self, group: Group) -> None:
+        if group.down:
+            return
+        group.down = True
+        self.stats.site_down(group.name)
         if group.handoff_receive is not None:
             self.selector.register(group.handoff_receive, selectors.EVENT_READ, group)
 
-    def _unwatch_queue(self, group: Group) -> None:
+    def _site_up(self, group: Group) -> None:
+        """Its app loaded, or a reload tries again: connections wait for its own workers."""
+        self.stats.site_down(group.name, False)
+        if not group.down:
+            return
+        group.down = False
         if group.handoff_receive is not None:
-            try:
-                self.selector.unregister(group.handoff_receive)
-            except (KeyError, ValueError):
-                pass
+            self.selector.unregister(group.handoff_receive)
 
-    def _refuse_queued(self, group: Group) -> None:
-        assert group.handoff_receive is not None
-        for _ in range(64):
-            item = receive_connection(group.handoff_receive)
-            if item is None:
-                return
-            client = item[0]
-            try:
-                client.setblocking(True)
-                client.settimeout(1.0)
-                client.sendall(_SITE_DOWN)
-            except OSError:
-                pass
-            finally:
-                client.close()
+    def _draining(self, handle: WorkerHandle) -> None:
+        """It was told to stop (or will be): its exit is expected, /metrics shows it draining."""
+        handle.told_to_stop = True
+        self.stats.worker_draining(handle.pid)
 
     def _kill_all(self, sig: int) -> None:
         for pid in list(self.workers):
@@ -738,13 +607,3 @@ class Arbiter:
     def _signal(self, pid: int, sig: int) -> None:
         signal_if_alive(pid, sig)
 
-
-def describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"killed by {name}"
-    return f"exit status {os.WEXITSTATUS(status)}"

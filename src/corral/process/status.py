@@ -1,15 +1,44 @@
-"""What `corral status` shows: the master's view of every site and worker, as data."""
+"""What `corral status` shows: the master's view of every site and worker, as data.
+
+`snapshot` reads the master through `MasterView` (a Protocol the arbiter
+satisfies), never the arbiter itself: status depends on workers.py, not on the loop.
+"""
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from ..server.watchdog import rss_bytes
+from .lifecycle import ReloadRecord
+from .workers import Group, WorkerHandle, of_group
 
-if TYPE_CHECKING:
-    from .arbiter import Arbiter, WorkerHandle
+
+class MasterView(Protocol):
+    """What status reads of the master (read-only)."""
+
+    @property
+    def groups(self) -> Sequence[Group]: ...
+
+    @property
+    def workers(self) -> Mapping[int, WorkerHandle]: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def started(self) -> float: ...  # monotonic
+
+    @property
+    def delay_until(self) -> float: ...  # --shutdown-delay ends then (monotonic); 0: not delaying
+
+    @property
+    def announced(self) -> bool: ...  # said "Corral ready"
+
+    @property
+    def reloads(self) -> Mapping[str, ReloadRecord]: ...  # site name -> its last reload
 
 
 def worker_state(handle: WorkerHandle, stopping: bool) -> str:
@@ -20,14 +49,14 @@ def worker_state(handle: WorkerHandle, stopping: bool) -> str:
     return "ready" if handle.slot.ready else "booting"
 
 
-def status(arbiter: Arbiter) -> dict[str, Any]:
+def snapshot(master: MasterView) -> dict[str, Any]:
     now = time.monotonic()
     sites = []
-    for group in arbiter.groups:
+    for group in master.groups:
         workers = [
             {
                 "pid": handle.pid,
-                "state": worker_state(handle, arbiter.stopping),
+                "state": worker_state(handle, master.stopping),
                 "requests": handle.requests,
                 "in_flight": handle.in_flight,
                 "connections": handle.connections,
@@ -36,9 +65,9 @@ def status(arbiter: Arbiter) -> dict[str, Any]:
                 "generation": handle.generation,
                 "accepting": handle.accepting,
             }
-            for handle in arbiter.workers.values()
-            if handle.group is group
+            for handle in of_group(master.workers.values(), group)
         ]
+        record = master.reloads.get(group.name)
         sites.append(
             {
                 "name": group.name,
@@ -46,24 +75,19 @@ def status(arbiter: Arbiter) -> dict[str, Any]:
                 "threads": group.config.threads,
                 "down": group.down,
                 "restarts": dict(group.restarts),
-                "last_reload": _last_reload(arbiter, group.name),
+                "last_reload": None if record is None else record.to_dict(),
                 "workers": sorted(workers, key=lambda w: int(w["pid"])),  # type: ignore[call-overload]
             }
         )
     return {
         "pid": os.getpid(),
-        "uptime": round(now - arbiter.started, 1),
-        "draining": arbiter.stopping,
+        "uptime": round(now - master.started, 1),
+        "draining": master.stopping,
         # --shutdown-delay: /readyz already fails, the workers still serve for this many seconds.
-        "shutdown_delay_left": round(max(0.0, arbiter.delay_until - now), 1) if arbiter.delay_until else None,
-        "ready": arbiter.announced and not arbiter.stopping and not arbiter.delay_until,
+        "shutdown_delay_left": round(max(0.0, master.delay_until - now), 1) if master.delay_until else None,
+        "ready": master.announced and not master.stopping and not master.delay_until,
         "sites": sites,
     }
-
-
-def _last_reload(arbiter: Arbiter, site: str) -> dict[str, Any] | None:
-    record = arbiter.lifecycle.reloads.get(site)
-    return None if record is None else record.to_dict()
 
 
 def describe_reload(reload: dict[str, Any], now: float) -> str:

@@ -7,7 +7,6 @@ over, once shared and counted by RSS in every process.)
 
 from __future__ import annotations
 
-import json
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -38,31 +37,3 @@ class WorkerSpec:
     # The listening sockets (by fd) whose connections start with a PROXY protocol header.
     proxy_fds: frozenset[int] = frozenset()
 
-
-Message = dict[str, object]
-
-
-def read_messages(channel: socket.socket, buffer: bytes, size: int = 65536) -> tuple[list[Message], bytes, bool]:
-    """Read what a channel holds: (whole JSON-line messages, the partial rest, closed?).
-
-    Master and workers talk over socketpairs in JSON lines; a line that does not
-    parse is skipped rather than trusted.
-    """
-    try:
-        data = channel.recv(size)
-    except (BlockingIOError, InterruptedError):
-        return [], buffer, False
-    except OSError:
-        data = b""
-    if not data:
-        return [], buffer, True
-    *lines, rest = (buffer + data).split(b"\n")
-    messages = []
-    for line in lines:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(message, dict):
-            messages.append(message)
-    return messages, rest, False

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
-import json
 import logging
 import os
 import signal
@@ -36,6 +35,7 @@ from ..observe.titles import set_title
 from ..proxy.forwarded import ProxyHeaders
 from ..proxy.trust import TrustedProxies
 from . import watchdog
+from .channel import Accept, Heartbeat, Inbox, LoadError, LoadWarning, Ready, Recycle, send
 from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
@@ -43,7 +43,7 @@ from .handoff import receive_connection
 from .listeners import abort_stalled_sends
 from .proxy_reader import ProxyIntake, ProxyProtocolReader, RejectionLog, header_deadline
 from .routing import Router
-from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec, read_messages
+from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec
 from .tls import TLSError, build_context
 from .tls_listener import TLSServer
 
@@ -62,13 +62,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()  # type: ignore[no-any-return]
 
 
-def send(channel: socket.socket, **message: Any) -> None:
-    try:
-        channel.sendall(json.dumps(message).encode() + b"\n")
-    except OSError:
-        pass  # the master is gone; the sweeper will notice
-
-
 def run_worker(spec: WorkerSpec) -> int:
     """Entry point in the forked child; returns the exit status."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
@@ -80,7 +73,7 @@ def run_worker(spec: WorkerSpec) -> int:
         # Before privileges drop: the certificate came from the master, the context is ours.
         tls_context = build_context(spec.tls) if spec.tls is not None else None
     except TLSError as exc:
-        send(spec.channel, event="load-error", message=str(exc), traceback=None)
+        send(spec.channel, LoadError(str(exc)))
         return EXIT_APP_LOAD_ERROR
     try:
         if spec.site is not None:
@@ -99,12 +92,12 @@ def run_worker(spec: WorkerSpec) -> int:
             app = settings_guard.guarded_load(lambda: load_app(config.app, config.settings), source)
         static = start_static(spec)  # after the app: a Django site's settings are loaded now
     except AppLoadError as exc:
-        send(spec.channel, event="load-error", message=str(exc), traceback=exc.user_traceback)
+        send(spec.channel, LoadError(str(exc), exc.user_traceback))
         return EXIT_APP_LOAD_ERROR
     exposure = settings_guard.exposure(os.environ.get(PROFILE_ENV), settings_guard.socket_binds(spec.sockets))
     for warning in (settings_guard.debug_warning(exposure), settings_guard.not_inherited_warning(dropped)):
         if warning:
-            send(spec.channel, event="warning", message=warning)  # the master logs it once per generation
+            send(spec.channel, LoadWarning(warning))  # the master logs it once per generation
     worker = Worker(spec, app, tls_context, hooks)
     worker.ctx.static = static
     return worker.run()
@@ -194,7 +187,7 @@ class Worker:
         # idle deadline, never while a client may be reusing them; on a stop, after a short grace.
         self.patient = False
         self.listen_fds: list[int] = []
-        self.master_buffer = b""
+        self.inbox = Inbox(spec.channel, 4096)  # the master's messages (multi-site: accept)
         # Listeners that expect a PROXY protocol header (see proxy_reader.py), by fd.
         self.proxy_fds = set(spec.proxy_fds)
         self.proxy_trust = TrustedProxies(config.trusted_proxies)
@@ -224,7 +217,7 @@ class Worker:
         # On a missed heartbeat the master sends SIGUSR1 first: the C-level handler prints
         # every thread's Python stack even while an inline app blocks the loop.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-        send(self.spec.channel, event="ready", pid=os.getpid())
+        send(self.spec.channel, Ready(os.getpid()))
         self._heartbeat()
         sweeper = loop.create_task(self._sweep())
         await self.stopped.wait()
@@ -247,12 +240,12 @@ class Worker:
         return await self.loop.create_server(self._protocol_factory(fd), sock=sock, backlog=self.spec.config.backlog)
 
     def _on_master_message(self) -> None:
-        messages, self.master_buffer, closed = read_messages(self.spec.channel, self.master_buffer, 4096)
-        if closed:
+        messages = self.inbox.read()
+        if self.inbox.closed:
             self.loop.remove_reader(self.spec.channel.fileno())
         for message in messages:
-            if message.get("event") == "accept" and not self.ctx.stopping:
-                self.loop.create_task(self._set_accepting(bool(message.get("on"))))
+            if isinstance(message, Accept) and not self.ctx.stopping:
+                self.loop.create_task(self._set_accepting(message.on))
 
     async def _set_accepting(self, on: bool) -> None:
         if on and not self.servers:
@@ -334,7 +327,7 @@ class Worker:
         if not self.recycling:
             self.recycling = True
             log.info("Worker %d recycling: %s", os.getpid(), reason)
-            send(self.spec.channel, event="recycle", reason=reason)
+            send(self.spec.channel, Recycle(reason))
             self.patient = True
             self.stopped.set()
 
@@ -342,15 +335,13 @@ class Worker:
         ctx = self.ctx
         in_flight = sum(1 for conn in ctx.connections if conn.exchange is not None)
         connections = len(ctx.connections)
-        send(
-            self.spec.channel,
-            event="heartbeat",
+        send(self.spec.channel, Heartbeat(
             requests=ctx.requests_served,
             connections=connections,
             in_flight=in_flight,
             stats=ctx.stats.snapshot(connections=connections, in_flight=in_flight),
             rss=watchdog.rss_bytes(),
-        )
+        ))
 
     async def _sweep(self) -> None:
         ctx = self.ctx
