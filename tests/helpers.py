@@ -178,7 +178,13 @@ def read_until_close(sock: socket.socket, timeout: float = 5.0) -> bytes:
 def read_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
     """Read exactly one response (Content-Length or chunked framing) from a keep-alive socket."""
     sock.settimeout(timeout)
-    f = sock.makefile("rb")
+    # Closed on every path: a makefile left to the garbage collector can be collected after
+    # its socket, which then warns "unclosed socket" inside whichever test runs next.
+    with sock.makefile("rb") as f:
+        return _read_response(f)
+
+
+def _read_response(f: Any) -> tuple[int, dict[str, str], bytes]:
     status_line = f.readline()
     if not status_line:
         raise ConnectionError("connection closed before a response")
@@ -207,7 +213,6 @@ def read_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[
             parts.append(f.read(size))
             f.readline()
         body = b"".join(parts)
-    f.close()
     return status, headers, body
 
 
