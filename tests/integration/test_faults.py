@@ -8,17 +8,15 @@ from __future__ import annotations
 import os
 import re
 import resource
-import select
 import signal
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fault_probes import Address, closed_by, exited_within, fds, reset_storm, rss_kib, settled, slow_reader, slowloris
 from helpers import Server, read_response, read_to_eof
 
 Serve = Callable[..., Server]
@@ -30,19 +28,14 @@ def get(server: Server, path: str, timeout: float = 5.0) -> tuple[bytes, bool]:
         return read_to_eof(sock, timeout)
 
 
+def address(server: Server) -> Address:
+    return server.host, server.port
+
+
 def still_serves(server: Server) -> None:
     with server.connect() as sock:
         sock.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
         assert read_response(sock)[0] == 200
-
-
-def fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1))  # type: ignore[union-attr]
 
 
 def worker_pids(server: Server, count: int) -> list[int]:
@@ -205,23 +198,6 @@ def test_a_worker_killed_under_load_loses_only_its_in_flight_requests() -> None:
         still_serves(server)
 
 
-def exited_within(pids: list[int], seconds: float) -> list[int]:
-    """The pids still alive after `seconds` (a pidfd becomes readable when its process exits)."""
-    deadline = time.monotonic() + seconds
-    alive = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                alive.append(pid)
-        finally:
-            os.close(fd)
-    return alive
-
-
 def test_workers_exit_at_once_when_the_master_is_killed() -> None:
     with Server(["fault_apps:app", "--workers", "2"]) as server:
         pids = worker_pids(server, 2)
@@ -245,49 +221,18 @@ def test_workers_exit_at_once_when_the_master_is_killed() -> None:
 
 # -- clients that reset ----------------------------------------------------------------------
 
-RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, not FIN
-MID_HEAD = b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Long: " + b"a" * 200
-MID_BODY = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"b" * 4000
-MID_RESPONSE = b"GET /256k HTTP/1.1\r\nHost: t\r\n\r\n"
 FD_SLACK = 2  # fds that may come and go on their own (the heartbeat's, a log handler's)
 RSS_SLACK_KIB = 4096  # allocator arenas the interpreter keeps after a burst; a leak grows with the count
-
-
-def reset_after(server: Server, data: bytes, read: int = 0) -> None:
-    sock = server.connect()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
-    sock.sendall(data)
-    if read:
-        sock.recv(read)  # the response has begun: the worker is mid-write when the reset comes
-    sock.close()
-
-
-def reset_storm(server: Server, count: int) -> None:
-    """`count` resets, a third of each kind, from 8 client threads (each waits on a round trip)."""
-    kinds = [(MID_HEAD, 0), (MID_BODY, 0), (MID_RESPONSE, 1)]
-    with ThreadPoolExecutor(8) as pool:
-        for future in [pool.submit(reset_after, server, *kinds[i % 3]) for i in range(count)]:
-            future.result(30)
-
-
-def settled(pid: int, fd_limit: int, seconds: float = 5.0) -> int:
-    """The worker's fd count once it is at most `fd_limit` (or after `seconds`)."""
-    deadline = time.monotonic() + seconds
-    count = fds(pid)
-    while count > fd_limit and time.monotonic() < deadline:
-        time.sleep(0.05)  # /proc offers no event for a closed fd
-        count = fds(pid)
-    return count
 
 
 def test_ten_thousand_resets_leave_fds_and_memory_at_baseline() -> None:
     with Server(["fault_apps:app"]) as server:
         [pid] = worker_pids(server, 1)
-        reset_storm(server, 600)  # warm-up: first-use allocations are not a leak
+        assert reset_storm(address(server), 600) == 0  # warm-up: first-use allocations are not a leak
         still_serves(server)
         base_fds = settled(pid, fds(pid))
         base_rss = rss_kib(pid)
-        reset_storm(server, 10_000)
+        assert reset_storm(address(server), 10_000) == 0
         still_serves(server)
         after_fds = settled(pid, base_fds + FD_SLACK)
         after_rss = rss_kib(pid)
@@ -314,46 +259,13 @@ def p99_ms(sock: socket.socket, count: int = 300) -> float:
     return sorted(times)[int(count * 0.99) - 1]
 
 
-def slow_reader(server: Server) -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
-    sock.settimeout(5)
-    sock.connect((server.host, server.port))
-    # More than the write buffer limit, so the response pauses and --send-timeout applies.
-    sock.sendall(b"GET /2m HTTP/1.1\r\nHost: t\r\n\r\n")  # and never read it
-    return sock
-
-
-def closed_by(socks: list[socket.socket], deadline: float) -> int:
-    """How many of `socks` the server closed (EOF or reset) before `deadline` (monotonic)."""
-    pending = {s.fileno(): s for s in socks}
-    closed = 0
-    poller = select.poll()
-    for fd in pending:
-        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    while pending and time.monotonic() < deadline:
-        for fd, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
-            sock = pending[fd]
-            try:
-                while sock.recv(65536):
-                    pass  # a slow reader's buffered response, or a slowloris' 408, then EOF
-            except BlockingIOError:
-                continue
-            except OSError:
-                pass  # reset: closed too
-            poller.unregister(fd)
-            del pending[fd]
-            closed += 1
-    return closed
-
-
 def test_a_reader_that_never_reads_is_closed_at_the_send_timeout_not_the_keepalive_one() -> None:
     """The whole response fits the kernel's send buffer (on loopback it takes megabytes), so
     the worker never sees a paused write: the listener's TCP_USER_TIMEOUT ends it."""
     with Server(["fault_apps:app", "--send-timeout", "1", "--keepalive-timeout", "30"]) as server:
         [pid] = worker_pids(server, 1)
         base_fds = settled(pid, fds(pid) - 1, 0.5)  # worker_pids' last connection may still be closing
-        reader = slow_reader(server)  # (never read here either: reading would open its window)
+        reader = slow_reader(address(server))  # (never read here either: reading would open its window)
         sent = time.monotonic()
         while fds(pid) <= base_fds and time.monotonic() < sent + 2.0:
             time.sleep(0.02)  # until the worker has accepted it (/proc offers no event)
@@ -382,10 +294,8 @@ def test_slowloris_and_slow_readers_do_not_slow_a_normal_client() -> None:
             opened = time.monotonic()
             lorises = []
             for _ in range(SLOWLORIS):  # a head that never ends
-                sock = server.connect()
-                sock.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: ")
-                lorises.append(sock)
-            readers = [slow_reader(server) for _ in range(SLOW_READERS)]
+                lorises.append(slowloris(address(server)))
+            readers = [slow_reader(address(server)) for _ in range(SLOW_READERS)]
             slow = lorises + readers
             settle = time.monotonic() + 1.0  # the worker first takes them in (200 responses to start)
             while time.monotonic() < settle:
@@ -413,9 +323,9 @@ def test_slowloris_and_slow_readers_do_not_slow_a_normal_client() -> None:
             for sock in slow:
                 sock.setblocking(False)
             assert time.monotonic() < opened + HEADER_TIMEOUT - 1.0, "too slow to watch for early closes"
-            early = closed_by(lorises, opened + HEADER_TIMEOUT - 0.5)
+            early = len(closed_by(lorises, opened + HEADER_TIMEOUT - 0.5))
             assert early == 0, f"{early} slowloris clients closed before their timeout"
-            late = closed_by(lorises, time.monotonic() + HEADER_TIMEOUT + 3.0)
+            late = len(closed_by(lorises, time.monotonic() + HEADER_TIMEOUT + 3.0))
             assert late == len(lorises), f"{len(lorises) - late} slowloris clients still open after their timeout"
             # A slow reader that read would stop being one: the worker's own fds show it closed them.
             assert settled(pid, base_fds + FD_SLACK, SEND_TIMEOUT + 3.0) <= base_fds + FD_SLACK
