@@ -11,12 +11,20 @@ frames (CVE-2019-9518). The limits that the h2 library enforces for us are set h
 
 from __future__ import annotations
 
+from .limits import Limits
+
 # Streams one connection may have open at once (advertised in SETTINGS); RFC 9113
 # recommends no fewer than 100, and browsers open about that many.
 MAX_CONCURRENT_STREAMS = 100
-# Decoded header list a stream may carry (SETTINGS_MAX_HEADER_LIST_SIZE, enforced while
-# HPACK decodes, so a small block that expands hugely, the HPACK bomb, is cut early).
-MAX_HEADER_LIST_SIZE = 65536
+# The decoded header list a stream may carry is --max-header-size plus HPACK's 32 bytes
+# per field and room for the pseudo-headers (SETTINGS_MAX_HEADER_LIST_SIZE): enforced while
+# HPACK decodes, so a small block that expands hugely (the HPACK bomb) is cut early.
+_PSEUDO_ROOM = 4096
+
+
+def header_list_size(limits: Limits) -> int:
+    return limits.max_header_size + 32 * limits.max_headers + limits.max_request_line + _PSEUDO_ROOM
+
 # Per-stream receive window: an upload may be this far ahead of the app; bodies are
 # spooled (memory, then a file) and acknowledged as they arrive.
 INITIAL_WINDOW_SIZE = 1 << 20

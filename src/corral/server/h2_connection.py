@@ -103,18 +103,19 @@ class H2Connection:
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         self.deadline = ctx.loop.time() + ctx.timeouts.header
         h2conn = self.h2
+        list_size = h2_guard.header_list_size(ctx.limits)
         h2conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: h2_guard.MAX_CONCURRENT_STREAMS,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: h2_guard.MAX_HEADER_LIST_SIZE,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: list_size,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: h2_guard.INITIAL_WINDOW_SIZE,
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
         h2conn.initiate_connection()
         # Enforced from the first HEADERS on (h2 applies settings once acknowledged).
-        h2conn.decoder.max_header_list_size = h2_guard.MAX_HEADER_LIST_SIZE
+        h2conn.decoder.max_header_list_size = list_size
         h2conn.increment_flow_control_window(h2_guard.CONNECTION_WINDOW - 65535)
         self._flush()
         if self._initial:
