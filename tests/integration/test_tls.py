@@ -85,12 +85,13 @@ def test_httpx_client(server: Server, pki: PKI) -> None:
     assert response.json()["HTTPS"]["value"] == "on"
 
 
-def test_alpn_selects_http_1_1(server: Server, pki: PKI) -> None:
-    context = pki.context()
-    context.set_alpn_protocols(["h2", "http/1.1"])
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            assert tls.selected_alpn_protocol() == "http/1.1"  # no h2 yet: never chosen
+def test_alpn_selects_h2_first_then_http_1_1(server: Server, pki: PKI) -> None:
+    for offered, chosen in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):  # (docs/http2.md)
+        context = pki.context()
+        context.set_alpn_protocols(offered)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.selected_alpn_protocol() == chosen
 
 
 def test_tls_1_2_is_accepted_and_older_is_refused(server: Server, pki: PKI) -> None:

@@ -206,6 +206,18 @@ class Config:
         _parse_client_cert,
         metavar="MODE",
     )
+    # HTTP/2 (docs/http2.md): offered to TLS clients by ALPN unless switched off; cleartext
+    # h2c only when asked for, since a plain port usually faces a proxy speaking HTTP/1.1.
+    http2: bool = setting(
+        False,
+        "Accept HTTP/2 without TLS (h2c, prior knowledge) on plain listeners.",
+        values.parse_bool,
+    )
+    no_http2_tls: bool = setting(
+        False,
+        "Do not offer HTTP/2 to TLS clients (ALPN then offers only http/1.1).",
+        values.parse_bool,
+    )
     workers: int = setting(1, "Worker processes.", values.parse_positive_int, short="-w", metavar="N")
     threads: int = setting(
         1,

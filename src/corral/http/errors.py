@@ -44,3 +44,7 @@ class NotImplementedByServer(HTTPError):
 
 class VersionNotSupported(HTTPError):
     status, reason = 505, "HTTP Version Not Supported"
+
+
+class HTTP2Preface(VersionNotSupported):
+    """The HTTP/2 connection preface (`PRI * HTTP/2.0`): a 505, unless h2c is on (--http2)."""

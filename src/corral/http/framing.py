@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import BadRequest, ContentTooLarge, URITooLong, VersionNotSupported
+from .errors import BadRequest, ContentTooLarge, HTTP2Preface, URITooLong
 from .limits import Limits
 from .request import Request
 
@@ -80,7 +80,7 @@ def request_line(line: bytes, max_target: int) -> tuple[bytes, bytes, bytes]:
             # RFC 9112 2.3: HTTP-name is "HTTP", case-sensitive; llhttp also takes RTSP and ICE.
             raise BadRequest("not an HTTP request line")
         if method == b"PRI" and version == b"HTTP/2.0":
-            raise VersionNotSupported("the HTTP/2 connection preface: HTTP/2 is not supported")
+            raise HTTP2Preface("the HTTP/2 connection preface: HTTP/2 is not enabled here")
     llhttp_method = b"CONNECT" if method == b"CONNECT" else b"GET"
     llhttp_target = target if target.isascii() else percent_encode_high_bytes(target)
     return method, target, b" ".join([llhttp_method, llhttp_target, *parts[2:]])

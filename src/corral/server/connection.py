@@ -16,7 +16,8 @@ import logging
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ..http.errors import HTTPError, RequestTimeout
+from ..http.errors import HTTP2Preface, HTTPError, RequestTimeout
+from ..http.h2_messages import preface_bytes
 from ..http.parser import RequestParser
 from ..http.request import BodySink, Request
 from ..wsgi.environ import connection_environ, proxy_headers_in, request_environ
@@ -105,6 +106,8 @@ class HTTPConnection:
         try:
             parser.feed(data)
         except HTTPError as error:
+            if type(error) is HTTP2Preface and self.ctx.h2c and self._switch_to_h2c(data):
+                return
             self._error = error
             self._pause_reading()
         if self._raw is not None:
@@ -123,6 +126,23 @@ class HTTPConnection:
             self._track_partial_request(exchange)
         elif self._reroute_to is not None:
             self._try_handoff()
+
+    def _switch_to_h2c(self, data: bytes) -> bool:
+        """--http2: the HTTP/2 preface on a connection with nothing pending becomes an H2Connection."""
+        if self.exchange is not None or self.parser.ready or self._raw is not None:
+            return False
+        initial = preface_bytes(data)
+        if initial is None:
+            return False
+        from .h2_connection import H2Connection  # only now: HTTP/1-only servers never import h2
+
+        self._closed = self._done = True
+        self.ctx.connections.discard(self)
+        transport = self.transport.transport  # (nothing was written: no held bytes to send first)
+        h2c = H2Connection(self.ctx, initial, inherited=(self._base_environ, self.peer, self._peer_trusted))
+        transport.set_protocol(h2c)
+        h2c.connection_made(transport)
+        return True
 
     def _track_partial_request(self, exchange: Exchange | None) -> None:
         """Part of a request has arrived: its head or body now runs against a deadline."""

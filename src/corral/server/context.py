@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config.settings import from_setting
 from ..http.limits import Limits
@@ -17,10 +17,26 @@ from ..proxy.forwarded import ProxyHeaders
 from .outbox import Outbox
 
 if TYPE_CHECKING:
-    from .connection import HTTPConnection
+    from .exchange import Exchange
     from .routing import Router
 
 WSGIApp = Callable[..., Any]
+
+
+class Connection(Protocol):
+    """What the worker asks of every client connection, HTTP/1 (connection.py) or HTTP/2."""
+
+    @property
+    def exchange(self) -> Exchange | None:
+        """HTTP/1's request in flight (the watchdog, the heartbeat); HTTP/2 has none here."""
+
+    def check_deadline(self, now: float) -> None: ...
+
+    def shutdown(self, now: float, patient: bool = False) -> None: ...
+
+    def time_out(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +63,14 @@ class ServerContext:
     # (it would write the file past the encryption); handshaking counts those accepted but
     # not yet connections (tls_listener.py), so a draining worker waits for them too.
     tls: bool = False
+    # --http2: a plain connection that opens with the HTTP/2 preface becomes an H2Connection.
+    h2c: bool = False
     handshaking: int = 0
     max_connections: int = 1000
     access_log: Callable[..., None] | None = None
     # Which peers may say who the client is, and in which headers (--trusted-proxies, --proxy-headers).
     proxy: ProxyHeaders = field(default_factory=ProxyHeaders)
-    connections: set[HTTPConnection] = field(default_factory=set)
+    connections: set[Connection] = field(default_factory=set)
     stopping: bool = False
     requests_served: int = 0
     # Recycle (graceful stop, then replacement) when requests_served reaches this; 0: never.

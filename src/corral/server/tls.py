@@ -26,8 +26,9 @@ from typing import Any
 
 from ..config import Config
 
-# Offered in the handshake, in order of preference. HTTP/2 support will put "h2" first.
-ALPN_PROTOCOLS = ("http/1.1",)
+# Offered in the handshake, in order of preference; HTTP1_ONLY with --no-http2-tls.
+ALPN_PROTOCOLS = ("h2", "http/1.1")
+HTTP1_ONLY = ("http/1.1",)
 
 _VERIFY_MODES = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
@@ -76,13 +77,14 @@ def _read(path: str, key: str) -> str:
         raise TLSError(f"cannot read {key} {path}: {exc.strerror or exc}") from None
 
 
-def build_context(material: TLSMaterial) -> ssl.SSLContext:
-    """A server context: TLS 1.2 or later, the standard library's modern defaults, ALPN."""
+def build_context(material: TLSMaterial, http2: bool = False) -> ssl.SSLContext:
+    """A server context: TLS 1.2 or later, the standard library's modern defaults, ALPN
+    (with `http2`, "h2" first: RFC 9113 9.2 asks TLS 1.2 and no renegotiation, both set here)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cadata=material.ca)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # Client-initiated renegotiation (TLS 1.2) lets one client make us repeat handshakes.
     context.options |= ssl.OP_NO_RENEGOTIATION
-    context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    context.set_alpn_protocols(list(ALPN_PROTOCOLS if http2 else HTTP1_ONLY))
     context.verify_mode = _VERIFY_MODES[material.client_cert]
     try:
         with _pem_path(material.cert) as certfile, _pem_path(material.key or material.cert) as keyfile:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..config import Config
 
 if TYPE_CHECKING:
-    from .connection import HTTPConnection
+    from .context import Connection
 
 log = logging.getLogger("corral.error")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -51,7 +51,7 @@ def thread_stack(ident: int | None) -> str:
     return "".join(traceback.format_stack(frame))
 
 
-def hung_requests(connections: Iterable[HTTPConnection], timeout: float) -> list[HTTPConnection]:
+def hung_requests(connections: Iterable[Connection], timeout: float) -> list[Connection]:
     """Connections whose request has run on an app thread for longer than `timeout`.
 
     Once the loop sends the rest itself (a file with sendfile, or a file-like wrapper it
@@ -74,7 +74,7 @@ def hung_requests(connections: Iterable[HTTPConnection], timeout: float) -> list
     return hung
 
 
-def report_hung(conn: HTTPConnection, timeout: float) -> None:
+def report_hung(conn: Connection, timeout: float) -> None:
     ex = conn.exchange
     assert ex is not None
     ex.timed_out = True

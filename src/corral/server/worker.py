@@ -35,6 +35,7 @@ from ..observe.titles import set_title
 from ..proxy.forwarded import ProxyHeaders
 from ..proxy.trust import TrustedProxies
 from . import watchdog
+from .alpn import ALPNChoice
 from .channel import Accept, Heartbeat, Inbox, LoadError, LoadWarning, Ready, Recycle, send
 from .connection import HTTPConnection
 from .context import ServerContext, Timeouts
@@ -71,7 +72,7 @@ def run_worker(spec: WorkerSpec) -> int:
     dropped = None
     try:
         # Before privileges drop: the certificate came from the master, the context is ours.
-        tls_context = build_context(spec.tls) if spec.tls is not None else None
+        tls_context = build_context(spec.tls, http2_over_tls(spec)) if spec.tls is not None else None
     except TLSError as exc:
         send(spec.channel, LoadError(str(exc)))
         return EXIT_APP_LOAD_ERROR
@@ -101,6 +102,12 @@ def run_worker(spec: WorkerSpec) -> int:
     worker = Worker(spec, app, tls_context, hooks)
     worker.ctx.static = static
     return worker.run()
+
+
+def http2_over_tls(spec: WorkerSpec) -> bool:
+    """Whether ALPN offers h2: by default, but not across several sites (a connection's
+    streams could name different sites, and a connection is handed to one)."""
+    return not spec.config.no_http2_tls and not spec.sites
 
 
 def start_static(spec: WorkerSpec, django: bool = True) -> object | None:
@@ -165,6 +172,7 @@ class Worker:
             self.ctx.url_scheme = "https"
             self.ctx.tls = True
         self.ctx.app_name = app_name(spec)
+        self.ctx.h2c = config.http2 and not spec.sites  # (multi-site: see http2_over_tls)
         if spec.site is not None:
             self.ctx.site_name = spec.site.name
         if spec.sites:
@@ -236,7 +244,8 @@ class Worker:
             proxy = None
             if fd in self.proxy_fds:  # TLS passed through by a load balancer, a PROXY header in front
                 proxy = ProxyIntake(self.proxy_trust, header_deadline(timeout), self.proxy_rejections)
-            return TLSServer(self.ctx, sock, self.tls_context, self._new_connection, timeout, proxy).start()
+            make = self._new_tls_connection if http2_over_tls(self.spec) else self._new_connection
+            return TLSServer(self.ctx, sock, self.tls_context, make, timeout, proxy).start()
         return await self.loop.create_server(self._protocol_factory(fd), sock=sock, backlog=self.spec.config.backlog)
 
     def _on_master_message(self) -> None:
@@ -285,6 +294,16 @@ class Worker:
     def _new_connection(self, initial: bytes = b"", peername: Any = None) -> asyncio.Protocol:
         # An asyncio protocol by its methods (see HTTPConnection); typeshed wants the class.
         return cast(asyncio.Protocol, HTTPConnection(self.ctx, initial, peername))
+
+    def _new_tls_connection(self, initial: bytes = b"", peername: Any = None) -> asyncio.Protocol:
+        """A TLS connection: HTTP/2 or HTTP/1.1, whichever ALPN settles in the handshake."""
+
+        def http2() -> Any:
+            from .h2_connection import H2Connection  # only once a client speaks HTTP/2
+
+            return H2Connection(self.ctx, initial, peername)
+
+        return cast(asyncio.Protocol, ALPNChoice(lambda: self._new_connection(initial, peername), http2))
 
     def _new_proxy_connection(self) -> asyncio.Protocol:
         reader = ProxyProtocolReader(

@@ -18,7 +18,7 @@ from .file_wrapper import FileWrapper
 
 _key_cache: dict[bytes, str | None] = {}
 _MISSING = ""  # no environ key is empty: marks a header name not cached yet
-_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
 _JOIN = {"HTTP_COOKIE": "; "}
 
 

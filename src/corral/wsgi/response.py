@@ -136,9 +136,11 @@ class Response:
             if self.version == "1.1":
                 chunked = not self.head_only
                 lines.append("Transfer-Encoding: chunked\r\n")
-            else:
+            elif self.version != "2":  # (HTTP/2: the stream's END_STREAM ends the body)
                 keep_alive = False  # HTTP/1.0: the body ends when we close
-        if not keep_alive:
+        if self.version == "2":
+            pass  # no Connection header in HTTP/2 (RFC 9113 8.2.2); GOAWAY says what it said
+        elif not keep_alive:
             lines.append("Connection: close\r\n")
         elif self.version == "1.0":
             lines.append("Connection: keep-alive\r\n")

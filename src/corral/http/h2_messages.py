@@ -1,0 +1,112 @@
+"""Sans-I/O HTTP/2 messages: a stream's header block -> Request, a response head -> HEADERS.
+
+How this works: the `h2` library (server/h2_connection.py drives it) already checks what
+RFC 9113 8.2-8.3 require of a header block (lowercase names, the pseudo-headers present
+once and first, no connection-specific fields, `te: trailers` only). `build_request`
+adds the server's own rules, the ones HTTP/1 requests get from the parser: the size
+limits, a Content-Length we can trust, `:authority` and Host agreeing. The Request it
+returns is the one HTTP/1 builds (version "2"), so wsgi/environ.py makes the same
+PEP 3333 environ: `:authority` is HTTP_HOST, several `cookie` fields are joined with
+"; " as one Cookie header.
+
+The response goes the other way: the exchange frames it with wsgi/response.py as for
+HTTP/1 (version "2": no chunking, no Connection header), and `response_headers` reads
+that head back into the (name, value) list of a HEADERS frame, lowercased. The head
+was built and checked by us (no CR or LF inside a value), so reading it back is exact.
+"""
+
+from __future__ import annotations
+
+from .errors import BadRequest, ContentTooLarge, HeaderFieldsTooLarge, NotImplementedByServer, URITooLong
+from .limits import Limits
+from .request import Request
+
+HEAD_END = b"\r\n\r\n"
+
+
+def build_request(headers: list[tuple[bytes, bytes]], limits: Limits) -> Request:
+    """The Request of one stream's header block; raises an HTTPError that carries its status."""
+    request = Request()
+    request.version = "2"
+    method = path = authority = b""
+    fields = request.headers
+    size = 0
+    host: bytes | None = None
+    for name, value in headers:
+        size += len(name) + len(value)
+        if name[:1] == b":":
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+            elif name == b":authority":
+                authority = value
+            continue  # :scheme is the connection's own (TLS or not); :protocol is not offered
+        if name == b"host":
+            if host is not None and host != value:
+                raise BadRequest("two different Host fields")
+            host = value
+            continue  # one Host is added below, from :authority when present
+        if name == b"content-length":
+            _content_length(request, value, limits)
+        fields.append((name, value))
+    if len(fields) > limits.max_headers:
+        raise HeaderFieldsTooLarge(f"more than {limits.max_headers} header fields")
+    if size > limits.max_header_size:
+        raise HeaderFieldsTooLarge(f"header block larger than {limits.max_header_size} bytes")
+    if method == b"CONNECT":
+        raise NotImplementedByServer("CONNECT is not supported")
+    if not method or not path:
+        raise BadRequest("a request needs :method and :path")
+    if len(path) > limits.max_request_line:
+        raise URITooLong(f"request target longer than {limits.max_request_line} bytes")
+    if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
+        raise BadRequest("the :path is not an absolute path")
+    if authority and host is not None and host != authority:
+        # RFC 9113 8.3.1: the two must name the same origin, or a proxy and the app disagree.
+        raise BadRequest("Host differs from :authority")
+    host = authority or host
+    if host is not None:
+        request.host = host
+        fields.append((b"host", host))
+    request.method = method.decode("latin-1")
+    request.target = path
+    request.path, _, request.query = path.partition(b"?")
+    return request
+
+
+def _content_length(request: Request, value: bytes, limits: Limits) -> None:
+    if not value.isdigit() or (request.content_length is not None and int(value) != request.content_length):
+        raise BadRequest("invalid Content-Length")
+    request.content_length = int(value)
+    if request.content_length > limits.max_body_size:
+        raise ContentTooLarge(f"body larger than {limits.max_body_size} bytes")
+
+
+def response_headers(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The status and header fields of a head that wsgi/response.py built (HTTP/1 syntax)."""
+    lines = head.split(b"\r\n")
+    status = lines[0].split(b" ", 2)[1]
+    headers = [(b":status", status)]
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(b": ")
+            headers.append((name.lower(), value))
+    return int(status), headers
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4
+_PREFACE_HEAD = len(b"PRI * HTTP/2.0\r\n\r\n")  # what the HTTP/1 parser reads as a request head
+
+
+def preface_bytes(data: bytes) -> bytes | None:
+    """The connection's bytes so far, when `data` completed the preface's head; else None.
+
+    The HTTP/1 parser recognises `PRI * HTTP/2.0` once its head is complete; what came
+    before `data` was then the start of the preface, and is not kept by the parser.
+    """
+    for before in range(_PREFACE_HEAD):
+        rest = PREFACE[before:]
+        if len(data) >= _PREFACE_HEAD - before and data[: len(rest)] == rest[: len(data)]:
+            return PREFACE[:before] + data
+    return None

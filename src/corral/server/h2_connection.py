@@ -1,0 +1,560 @@
+"""One HTTP/2 connection: frames in, streams out, each stream one exchange.
+
+How this works: the `h2` library's H2Connection (sans-I/O: bytes in, events out, bytes
+to send) does the framing, HPACK and the flow-control arithmetic; this asyncio protocol
+turns its events into streams (h2_stream.py) and runs each request as an `Exchange` on
+the same runners as HTTP/1 (inline on the loop, or on the app threads). A request body
+is spooled as it arrives and acknowledged at once (its window refills), bounded by
+--max-body-size and --body-timeout per stream; the app runs once the stream ends. Every
+response waits in its stream until the peer's windows let `send` pass it to h2, and
+what h2 has framed goes to the socket once per loop pass (`schedule_flush`). Costly
+frames without requests are counted (http/h2_guard.py FloodGuard): past a bound the
+connection ends with GOAWAY ENHANCE_YOUR_CALM. On a graceful stop a GOAWAY names the
+last stream we take; the streams before it finish, then the connection closes.
+
+h2 is imported only by this module, which the worker imports only once an HTTP/2
+connection arrives: an HTTP/1-only server never loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, BinaryIO
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from ..http import h2_guard
+from ..http.errors import ContentTooLarge, HTTPError, RequestTimeout
+from ..http.h2_messages import build_request
+from ..http.request import Request
+from ..wsgi.environ import proxy_headers_in, request_environ
+from ..wsgi.input import EMPTY_INPUT, SpooledBody
+from . import inline, threaded
+from .context import ServerContext
+from .exchange import Exchange, close_result
+from .h2_stream import BODY, RUNNING, SEND, H2Stream
+from .peer import transport_environ
+
+log = logging.getLogger("corral.error")
+
+_WRITE_HIGH_WATER = 256 * 1024  # socket buffer above which every stream pauses
+_MAX_STREAM_ID = (1 << 31) - 1
+
+
+class H2Connection:
+    """The asyncio protocol of one HTTP/2 connection (by its methods, as HTTPConnection)."""
+
+    # The watchdog and the heartbeat look at `exchange` (HTTP/1's one request): none here.
+    exchange: Exchange | None = None
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        initial: bytes = b"",
+        peername: Any = None,
+        inherited: tuple[dict[str, Any], str, bool] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self._initial = initial  # bytes already read: the preface, when HTTP/1 switched to h2c
+        self._peername = peername
+        # An HTTP/1 connection switching to h2c hands over its environ, peer and trust.
+        self._inherited = inherited
+        self.transport: Any = None
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+        )
+        self.streams: dict[int, H2Stream] = {}
+        self.guard = h2_guard.FloodGuard()
+        self.closed = False
+        self.transport_paused = False
+        self._flush_scheduled = False
+        self._in_events = False  # inside data_received: it flushes once at the end
+        self._goaway = False  # sent our GOAWAY (graceful stop): streams above _last_stream are refused
+        self._last_stream = 0
+        self._peer_gone = False  # the client sent GOAWAY: no new streams will come
+        self._base_environ: dict[str, Any] = {}
+        self.peer = ""
+        self._peer_trusted = False
+        self.deadline = 0.0  # the connection's own: the first stream, or idle keep-alive
+        self._seen_stream = False
+        self._paused_since = 0.0
+
+    # -- asyncio.Protocol --------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        ctx = self.ctx
+        self.transport = transport
+        if self._inherited is None:
+            ctx.connections.add(self)
+            if len(ctx.connections) > ctx.max_connections:
+                transport.close()  # (no HTTP/2 way to say 503 before the preface)
+                return
+            ctx.stats.opened()
+            self._base_environ, self.peer, self._peer_trusted = transport_environ(ctx, transport, self._peername)
+        else:
+            self._base_environ, self.peer, self._peer_trusted = self._inherited
+            ctx.connections.add(self)
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        self.deadline = ctx.loop.time() + ctx.timeouts.header
+        h2conn = self.h2
+        list_size = h2_guard.header_list_size(ctx.limits)
+        h2conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: h2_guard.MAX_CONCURRENT_STREAMS,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: list_size,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: h2_guard.INITIAL_WINDOW_SIZE,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        h2conn.initiate_connection()
+        # Enforced from the first HEADERS on (h2 applies settings once acknowledged).
+        h2conn.decoder.max_header_list_size = list_size
+        h2conn.increment_flow_control_window(h2_guard.CONNECTION_WINDOW - 65535)
+        self._flush()
+        if self._initial:
+            initial, self._initial = self._initial, b""
+            self.data_received(initial)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._in_events = True
+        try:
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            for event in events:
+                self._event(event)
+                if self.closed:
+                    return
+        finally:
+            self._in_events = False
+        self._flush()
+
+    def eof_received(self) -> bool:
+        self._peer_gone = True
+        if not self.streams:
+            self.close()
+            return False
+        return True  # half-closed: finish the streams, then close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.ctx.connections.discard(self)
+        for stream in list(self.streams.values()):
+            self._drop(stream)
+        self.streams.clear()
+
+    def pause_writing(self) -> None:
+        self.transport_paused = True
+        self._paused_since = self.ctx.loop.time()
+        for stream in self.streams.values():
+            stream.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.transport_paused = False
+        for stream in list(self.streams.values()):
+            self.send(stream, resume=True)
+        self._flush()
+
+    # -- frames in ---------------------------------------------------------------
+
+    def _event(self, event: Any) -> None:
+        kind = type(event)
+        now = self.ctx.loop.time()
+        if kind is h2.events.RequestReceived:
+            self._request(event.stream_id, event.headers)
+        elif kind is h2.events.DataReceived:
+            self._data(event, now)
+        elif kind is h2.events.StreamEnded:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and stream.exchange is None and stream.deadline_kind == BODY:
+                self._body_complete(stream)
+        elif kind is h2.events.StreamReset:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                self._close_stream(stream)
+            if not self.guard.note(h2_guard.RESET, now):
+                self._calm_down()
+        elif kind is h2.events.WindowUpdated:
+            if event.stream_id == 0:
+                for stream in list(self.streams.values()):
+                    self.send(stream, resume=True)
+            else:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    self.send(stream, resume=True)
+        elif kind in (h2.events.PingReceived, h2.events.RemoteSettingsChanged):
+            if not self.guard.note(h2_guard.CONTROL, now):
+                self._calm_down()
+        elif kind is h2.events.PriorityUpdated:
+            if not self.guard.note(h2_guard.EMPTY, now):
+                self._calm_down()
+        elif kind is h2.events.ConnectionTerminated:
+            self._peer_gone = True
+            if not self.streams:
+                self.close()
+        # TrailersReceived: dropped, as HTTP/1's trailer fields are.
+
+    def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._seen_stream = True
+        if self._goaway and stream_id > self._last_stream:
+            self._refuse(stream_id)  # after our GOAWAY: the client retries it elsewhere
+            return
+        running = sum(1 for s in self.streams.values() if s.deadline_kind != BODY)
+        if running >= h2_guard.MAX_CONCURRENT_STREAMS:
+            # Reset streams whose app call still runs count here: that is what bounds the
+            # work a rapid-reset client can leave behind (CVE-2023-44487).
+            self._refuse(stream_id)
+            return
+        try:
+            request = build_request(headers, self.ctx.limits)
+        except HTTPError as error:
+            stream = H2Stream(self, stream_id, Request())
+            self.streams[stream_id] = stream
+            self._send_error(stream, error)
+            return
+        stream = H2Stream(self, stream_id, request)
+        self.streams[stream_id] = stream
+        stream.deadline_kind = BODY
+        stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
+
+    def _data(self, event: Any, now: float) -> None:
+        stream_id = event.stream_id
+        length = event.flow_controlled_length
+        stream = self.streams.get(stream_id)
+        if length:
+            self._acknowledge(stream_id, length)
+        if stream is None or stream.deadline_kind != BODY:
+            return  # refused or answered already: its data only refills the window
+        data = event.data
+        if not data and event.stream_ended is None and not self.guard.note(h2_guard.EMPTY, now):
+            self._calm_down()
+            return
+        request = stream.request
+        request.received += len(data)
+        limits = self.ctx.limits
+        if request.received > limits.max_body_size or (
+            request.content_length is not None and request.received > request.content_length
+        ):
+            self._send_error(stream, ContentTooLarge(f"body larger than {limits.max_body_size} bytes"))
+            return
+        if stream.body is None:
+            stream.body = SpooledBody(limits.body_buffer_size)
+        stream.body.write(data)
+        stream.deadline = now + self.ctx.timeouts.body
+
+    def _acknowledge(self, stream_id: int, length: int) -> None:
+        try:
+            self.h2.acknowledge_received_data(length, stream_id)
+        except h2.exceptions.StreamClosedError:
+            pass  # (the connection's window is refilled all the same)
+
+    def _body_complete(self, stream: H2Stream) -> None:
+        request = stream.request
+        if request.content_length is not None and request.received != request.content_length:
+            self._send_error(stream, _BadLength("body shorter than its Content-Length"))
+            return
+        if stream.body is not None:
+            stream.body.finish()
+            request.body = stream.body
+        request.complete = True
+        self._start(stream)
+
+    # -- running a request ---------------------------------------------------------
+
+    def environ_of(self, request: Request, stream: BinaryIO | None) -> dict[str, Any]:
+        body: Any = EMPTY_INPUT if stream is None else stream  # (EmptyInput is a BinaryIO by its methods)
+        environ = request_environ(self._base_environ, request, body)
+        if proxy_headers_in(environ):
+            self.ctx.proxy.apply(environ, self._peer_trusted)
+        return environ
+
+    def _start(self, stream: H2Stream) -> None:
+        ctx = self.ctx
+        stream.deadline_kind = RUNNING
+        request = stream.request
+        body = stream.body
+        static = ctx.static
+        if static is not None and static.serve(stream, request, self._base_environ):
+            return
+        environ = self.environ_of(request, body.stream if body is not None else None)
+        if ctx.pre_request is not None:
+            ctx.pre_request(environ)
+        ex = stream.begin(request, environ)
+        if ctx.executor is not None:
+            ctx.executor.submit(threaded.run_threaded, ex)
+        else:
+            inline.run_inline(ex)
+
+    def complete(self, ex: Exchange) -> None:
+        """The on-complete callback of every stream's exchange (HTTPConnection.complete's twin)."""
+        ctx = self.ctx
+        if ex.result is not None:
+            close_result(ex)
+        ctx.requests_served += 1
+        request = ex.request
+        duration = ctx.clock() - ex.started
+        ctx.outbox.after_app_call(duration)
+        ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
+        if ctx.requests_served == ctx.recycle_at:
+            ctx.recycle("max-requests")
+        if ctx.access_log is not None:
+            ctx.access_log(ex)
+        if ctx.post_request is not None:
+            ctx.post_request(ex.environ, ex.code, duration)
+        body = request.body
+        if type(body) is SpooledBody:
+            body.close()
+        stream = self.streams.get(_stream_id(ex))
+        if stream is not None and stream.exchange is ex:
+            stream.exchange = None
+            if stream.closed:
+                self._forget(stream)
+
+    # -- frames out ----------------------------------------------------------------
+
+    def send(self, stream: H2Stream, resume: bool = False) -> None:
+        """Pass what the windows allow of `stream`'s response to h2; pause or resume its exchange."""
+        if stream.closed or self.closed:
+            return
+        h2conn = self.h2
+        sid = stream.id
+        try:
+            if stream.head is not None:
+                end = stream.ended and not stream.out and not stream.truncated
+                h2conn.send_headers(sid, stream.head, end_stream=end)
+                stream.head = None
+                if end:
+                    self._ended(stream)
+                    return
+            out = stream.out
+            while out and not self.transport_paused:
+                size = min(h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size, len(out))
+                if size <= 0:
+                    break
+                chunk = bytes(out[:size]) if size < len(out) else bytes(out)
+                del out[:size]
+                end = stream.ended and not out and not stream.truncated
+                h2conn.send_data(sid, chunk, end_stream=end)
+                stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.send  # progress
+                if end:
+                    self._ended(stream)
+                    return
+            if stream.ended and not out and stream.head_done:
+                if stream.truncated:
+                    self.reset(stream, ErrorCodes.INTERNAL_ERROR)
+                else:
+                    h2conn.end_stream(sid)
+                    self._ended(stream)
+                return
+        except h2.exceptions.StreamClosedError:
+            self._close_stream(stream)  # the client reset it meanwhile
+            return
+        self.schedule_flush()
+        if out and stream.deadline_kind != SEND:
+            stream.deadline_kind = SEND  # the peer's window, not the app, holds it now
+            stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.send
+        paused = len(out) > h2_guard.STREAM_HIGH_WATER or self.transport_paused
+        was_paused = stream.write_paused
+        stream.write_paused = paused
+        if was_paused and not paused and resume:
+            ex = stream.exchange
+            if ex is not None:
+                if ex.permits is not None:
+                    threaded.resume(ex)
+                else:
+                    inline.resume(ex)
+
+    def _ended(self, stream: H2Stream) -> None:
+        stream.closed = True
+        self.schedule_flush()
+        if stream.exchange is None:
+            self._forget(stream)
+
+    def reset(self, stream: H2Stream, code: int = ErrorCodes.INTERNAL_ERROR) -> None:
+        """End a stream abruptly (the app failed mid-body, a stall, a short body)."""
+        if not stream.closed and not self.closed:
+            try:
+                self.h2.reset_stream(stream.id, code)
+            except h2.exceptions.StreamClosedError:
+                pass
+            self.schedule_flush()
+        self._close_stream(stream)
+
+    def _close_stream(self, stream: H2Stream) -> None:
+        self._drop(stream)
+        self._forget(stream)
+
+    def _forget(self, stream: H2Stream) -> None:
+        if self.streams.get(stream.id) is stream:
+            del self.streams[stream.id]
+        if not self.streams and not self.closed:
+            self.deadline = self.ctx.loop.time() + self.ctx.timeouts.keepalive
+            if self._goaway or self._peer_gone:
+                self.close()
+
+    def _drop(self, stream: H2Stream) -> None:
+        """The stream ends without its response (reset, stalled, or the connection lost)."""
+        stream.closed = True
+        stream.out.clear()
+        ex = stream.exchange
+        if ex is not None:
+            stream.exchange = None
+            if not ex.aborted:
+                ex.aborted = True
+                if ex.permits is not None:
+                    threaded.wake(ex)  # the app thread sees `aborted` and stops
+                else:
+                    close_result(ex)  # inline: nobody else will close it
+        elif stream.body is not None:
+            stream.body.close()  # never handed to an app
+
+    def _send_error(self, stream: H2Stream, error: HTTPError) -> None:
+        """Answer a refused request on its stream; the rest of its body is not read."""
+        log.info("Rejected HTTP/2 request from %s: %d %s", self.peer or "client", error.status, error.detail)
+        ctx = self.ctx
+        ctx.stats.record(ctx.site_name, stream.request.method, error.status, 0.0, 0, 0)
+        if ctx.access_log is not None:
+            ctx.access_log(None, error=error, peer=self.peer)
+        body = f"{error.status} {error.reason}\n{error.detail}\n".encode("latin-1", "replace")
+        headers = [
+            (b":status", str(error.status).encode()),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        stream.deadline_kind = RUNNING
+        try:
+            self.h2.send_headers(stream.id, headers)
+            window = self.h2.local_flow_control_window(stream.id)
+            if window >= len(body):
+                self.h2.send_data(stream.id, body, end_stream=True)
+                self.h2.reset_stream(stream.id, ErrorCodes.NO_ERROR)  # (RFC 9113 8.1: stop its upload)
+            else:
+                self.h2.reset_stream(stream.id, ErrorCodes.REFUSED_STREAM)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+        self.schedule_flush()
+        self._close_stream(stream)
+
+    def _refuse(self, stream_id: int) -> None:
+        try:
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        except h2.exceptions.StreamClosedError:
+            pass
+        self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        if not self._in_events and not self._flush_scheduled and not self.closed:
+            self._flush_scheduled = True
+            self.ctx.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.closed:
+            return
+        data = self.h2.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    # -- ending the connection -----------------------------------------------------
+
+    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
+        log.info("HTTP/2 protocol error from %s: %s", self.peer or "client", exc)
+        code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
+        self._end(code, str(exc))
+
+    def _calm_down(self) -> None:
+        log.warning("Closing HTTP/2 connection from %s: %s", self.peer or "client", self.guard.exceeded)
+        self._end(ErrorCodes.ENHANCE_YOUR_CALM, self.guard.exceeded)
+
+    def _end(self, code: int, why: str) -> None:
+        """GOAWAY with an error, then close: no stream of this connection goes on."""
+        if self.closed:
+            return
+        try:
+            self.h2.close_connection(code, why.encode("latin-1", "replace")[:256])
+        except h2.exceptions.ProtocolError:
+            pass
+        self._flush()
+        for stream in list(self.streams.values()):
+            self._drop(stream)
+        self.streams.clear()
+        self.close()
+
+    def _send_goaway(self) -> None:
+        """A graceful GOAWAY: streams up to the last one received finish; later ones are refused.
+
+        Written past h2's state machine, which after its own GOAWAY would refuse to send the
+        in-flight streams' responses.
+        """
+        self._goaway = True
+        self._last_stream = self.h2.highest_inbound_stream_id
+        frame = GoAwayFrame(stream_id=0, last_stream_id=self._last_stream, error_code=ErrorCodes.NO_ERROR)
+        self._flush()  # what h2 framed before it goes first
+        self.transport.write(frame.serialize())
+
+    def shutdown(self, now: float, patient: bool = False) -> None:
+        """Graceful stop: GOAWAY once; close when the streams it let through are done."""
+        if self.closed:
+            return
+        if not self._goaway:
+            self._send_goaway()
+        if not self.streams:
+            self.close()
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the worker's sweeper about once a second."""
+        if self.closed:
+            return
+        timeouts = self.ctx.timeouts
+        if self.transport_paused and now - self._paused_since > timeouts.send:
+            log.info("Closing HTTP/2 connection to %s: the client stopped reading", self.peer)
+            self.abort()
+            return
+        if not self.streams:
+            if now >= self.deadline:
+                self._end(ErrorCodes.NO_ERROR, "idle")
+            return
+        for stream in list(self.streams.values()):
+            if now < stream.deadline or stream.closed:
+                continue
+            if stream.deadline_kind == BODY:
+                self._send_error(stream, RequestTimeout("request body stalled"))
+            elif stream.deadline_kind == SEND:
+                log.info("Resetting HTTP/2 stream %d of %s: the client's window stayed shut", stream.id, self.peer)
+                self.reset(stream, ErrorCodes.CANCEL)
+        self._flush()
+
+    def time_out(self) -> None:
+        """(The watchdog's; it never names an HTTP/2 connection, whose `exchange` is None.)"""
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._flush()
+            self.closed = True
+            self.transport.close()
+        self.closed = True
+
+
+class _BadLength(HTTPError):
+    status, reason = 400, "Bad Request"
+
+
+def _stream_id(ex: Exchange) -> int:
+    sink = ex.sink
+    return sink.id if isinstance(sink, H2Stream) else -1

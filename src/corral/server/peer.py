@@ -1,0 +1,46 @@
+"""The per-connection environ keys of a transport: server and client addresses, TLS keys.
+
+HTTP/2 connections (h2_connection.py) build theirs here; an HTTP/1 connection switching
+to h2c hands over the one it built (connection.py _connection_environ, the same rules).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..wsgi.environ import connection_environ
+from . import tls
+from .context import ServerContext
+
+
+def transport_environ(ctx: ServerContext, transport: Any, peername: Any) -> tuple[dict[str, Any], str, bool]:
+    """(environ, the peer as logs show it, whether the peer is a trusted proxy)."""
+    sockname = transport.get_extra_info("sockname")
+    if peername is None:
+        peername = transport.get_extra_info("peername")
+    if isinstance(sockname, tuple):
+        server_name, server_port = str(sockname[0]), str(sockname[1])
+    else:
+        server_name, server_port = "localhost", "0"
+    if isinstance(peername, tuple):
+        remote_addr, remote_port = str(peername[0]), str(peername[1])
+        shown = f"{remote_addr}:{remote_port}"
+        trusted = ctx.proxy.trusts_peer(remote_addr)
+        peer = f"[{remote_addr}]:{remote_port}" if ":" in remote_addr else shown
+    else:
+        remote_addr, remote_port = "127.0.0.1", "0"  # Unix socket: a local peer
+        shown = peer = "unix"
+        trusted = ctx.proxy.trusts_peer(None)
+    environ = connection_environ(
+        server_name=server_name,
+        server_port=server_port,
+        remote_addr=remote_addr,
+        remote_port=remote_port,
+        url_scheme=ctx.url_scheme,
+        multithread=ctx.multithread,
+        multiprocess=ctx.multiprocess,
+    )
+    if ctx.tls:
+        environ.update(tls.connection_environ(transport.get_extra_info("ssl_object")))
+    environ["corral.peer"] = peer
+    return environ, shown, trusted
