@@ -125,6 +125,7 @@ class RequestParser:
         "_head_size",
         "_version",
         "_max_target",
+        "_max_headers",
         "_error",
         "ready",
         "upgraded",
@@ -144,7 +145,9 @@ class RequestParser:
         self._head_size = 0
         # The version read off a fast-path request line; "" when llhttp is to be asked.
         self._version = ""
-        self._max_target = limits.max_request_line  # Limits is frozen: read once, not per request
+        # Limits is frozen (and not compiled): read once, not per request.
+        self._max_target = limits.max_request_line
+        self._max_headers = limits.max_headers
         self._error: HTTPError | None = None
         self.ready: deque[Request] = deque()
         # Set when llhttp stopped after an Upgrade request; later bytes are not HTTP.
@@ -300,9 +303,11 @@ class RequestParser:
         if method is None:
             return False
         eol = data.find(b"\r\n", pos) if pos else data.find(b"\r\n")
-        version = _LINE_VERSIONS.get(data[eol - 9 : eol])
         start = pos + size + 1
-        if version is None or eol - 9 <= start:
+        if eol - 9 <= start:  # no room for a target and the version (checked first:
+            return False  # a negative slice start means something else, compiled or not)
+        version = _LINE_VERSIONS.get(data[eol - 9 : eol])
+        if version is None:
             return False
         target = data[start : eol - 9]
         # A space or LF in it would split the line elsewhere; other bytes < 0x20 and DEL
@@ -405,7 +410,9 @@ class RequestParser:
         # llhttp strips leading OWS but keeps trailing OWS (RFC 9110 5.5: not part of the value).
         if value and (value[-1] == 32 or value[-1] == 9):  # rarely: skip the call
             value = value.rstrip(b" \t")
-        self._request.headers.append((name, value))  # type: ignore[union-attr]
+        request = self._request
+        assert request is not None  # narrowed, so mypyc appends to a known list
+        request.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         request = self._request
@@ -421,8 +428,8 @@ class RequestParser:
         request.version = version
         if not parser.should_keep_alive():
             request.keep_alive = False
-        if len(request.headers) > self._limits.max_headers:
-            raise HeaderFieldsTooLarge(f"more than {self._limits.max_headers} header fields")
+        if len(request.headers) > self._max_headers:
+            raise HeaderFieldsTooLarge(f"more than {self._max_headers} header fields")
         self._check_fields(request)
         self._split_target(request)
         if not request.has_body:
