@@ -23,20 +23,21 @@ holds the two pieces that need more than llhttp offers:
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from .errors import BadRequest, ContentTooLarge, HTTP2Preface, URITooLong
 from .limits import Limits
 from .request import Request
 
-_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_TOKEN_RE = re.compile(_TCHAR + rb"+\Z")
-_HIGH_BYTE_RE = re.compile(rb"[\x80-\xff]")
+_TCHAR: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_TOKEN_RE: Final = re.compile(_TCHAR + rb"+\Z")
+_HIGH_BYTE_RE: Final = re.compile(rb"[\x80-\xff]")
 
 # chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ).
 # A trailing BWS before CRLF is also admitted, as llhttp's lenient_spaces_after_chunk_size
 # did: no other reading of the size exists.
-_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-_CHUNK_LINE_RE = re.compile(
+_QUOTED: Final = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_LINE_RE: Final = re.compile(
     rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*"
     + _TCHAR
     + rb"+(?:[ \t]*=[ \t]*(?:"
@@ -45,19 +46,19 @@ _CHUNK_LINE_RE = re.compile(
     + _QUOTED
     + rb"))?)*[ \t]*\r\n\Z"
 )
-_TRAILER_LINE_RE = re.compile(_TCHAR + rb"+:[\t\x20-\x7e\x80-\xff]*\r\n\Z")
+_TRAILER_LINE_RE: Final = re.compile(_TCHAR + rb"+:[\t\x20-\x7e\x80-\xff]*\r\n\Z")
 # A size line with its extensions: far beyond what any client sends, small enough that
 # a line trickled in byte by byte costs little to rescan.
-_MAX_CHUNK_LINE = 4096
+_MAX_CHUNK_LINE: Final = 4096
 # Chunk framing can multiply a body's size on the wire (1-byte chunks cost 6 bytes);
 # beyond this factor (plus room for a trailer section) the framing itself is the abuse.
-_FRAMING_ALLOWANCE = 8
+_FRAMING_ALLOWANCE: Final = 8
 # ChunkedDecoder states: a size line, chunk data, the CRLF after it, trailer lines.
-_SIZE = 0
-_DATA = 1
-_DATA_END = 2
-_TRAILERS = 3
-_MAX_HEX_DIGITS = 16  # a 64-bit size, as llhttp allows; more is an overflow (400, not 413)
+_SIZE: Final = 0
+_DATA: Final = 1
+_DATA_END: Final = 2
+_TRAILERS: Final = 3
+_MAX_HEX_DIGITS: Final = 16  # a 64-bit size, as llhttp allows; more is an overflow (400, not 413)
 
 
 def request_line(line: bytes, max_target: int) -> tuple[bytes, bytes, bytes]:

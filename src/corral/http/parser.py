@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import httptools
 
@@ -54,30 +54,31 @@ from .limits import Limits
 from .request import BodySink, Request
 
 # RFC 3986 host (reg-name or IP-literal) with an optional port; empty is allowed.
-_HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]*)?\Z")
-_SUPPORTED_VERSIONS = ("1.1", "1.0")
+_HOST_RE: Final = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]*)?\Z")
+_SUPPORTED_VERSIONS: Final = ("1.1", "1.0")
 # llhttp (with lenient_version) reports any DIGIT.DIGIT; a higher HTTP/1 minor is 1.1
 # (RFC 9110 2.5: "the highest minor version ... it supports").
-_VERSION_ALIASES = {f"1.{minor}": "1.1" for minor in range(2, 10)}
+_VERSION_ALIASES: Final = {f"1.{minor}": "1.1" for minor in range(2, 10)}
 # What the parser is reading: a head, a Content-Length body, a chunked body.
-_HEAD, _LENGTH, _CHUNKED = 0, 1, 2
+# (Final: mypyc inlines them, where plain globals are a dict lookup each use.)
+_HEAD: Final = 0
+_LENGTH: Final = 1
+_CHUNKED: Final = 2
 # llhttp's reason for `Transfer-Encoding: chunked,` (see without_empty_te_elements).
-_TE_REASON = "Invalid `Transfer-Encoding` header value"
+_TE_REASON: Final = "Invalid `Transfer-Encoding` header value"
 # Head bytes allowed beyond the request-line and field limits (method, version, CRLFs).
-_HEAD_SLACK = 4096
+_HEAD_SLACK: Final = 4096
 # llhttp reasons that mean "a version we do not speak", not "a broken request line".
-_VERSION_REASONS = ("Invalid HTTP version", "Pause on PRI/Upgrade")
+_VERSION_REASONS: Final = ("Invalid HTTP version", "Pause on PRI/Upgrade")
 
 BodyFactory = Callable[[Request], BodySink]
-# Lengths of the field names _check_fields acts on: host, expect, content-length, transfer-encoding.
-_SPECIAL_LENGTHS = frozenset((4, 6, 14, 17))
-_valid_hosts: set[bytes] = set()  # Host values already checked against _HOST_RE
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_valid_hosts: Final[set[bytes]] = set()  # Host values already checked against _HOST_RE
+_METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 # Singleton fields a request may carry once (RFC 9110: their grammar is not a list).
 # Sent twice with different values they are refused: a proxy that keeps the first and
 # an app that keeps the last would read different requests. Host and Content-Length
 # are handled above (any repeat is refused); equal repeats of these are collapsed.
-_SINGLETONS = frozenset(
+_SINGLETONS: Final = frozenset(
     (
         b"authorization",  # 11.6.2
         b"content-location",  # 8.7
@@ -93,7 +94,19 @@ _SINGLETONS = frozenset(
         b"referer",  # 10.1.3
     )
 )
-_SINGLETON_LENGTHS = frozenset(len(name) for name in _SINGLETONS)
+# What _check_fields must look at, by field-name length (a byte per length: cheaper
+# than a set lookup): 1, the length of a singleton; 2, of host, expect, content-length
+# or transfer-encoding. Names of every other length are skipped without a lower().
+_SINGLETON_LENGTH: Final = 1
+_SPECIAL_LENGTH: Final = 2
+_FIELD_LENGTHS: Final = bytes(
+    (_SINGLETON_LENGTH if any(len(name) == size for name in _SINGLETONS) else 0)
+    | (_SPECIAL_LENGTH if size in (4, 6, 14, 17) else 0)
+    for size in range(max(len(name) for name in _SINGLETONS) + 1)
+)
+# The versions a fast-path request line may end with, as llhttp reports them.
+_LINE_VERSIONS: Final = {b" HTTP/1.1": "1.1", b" HTTP/1.0": "1.0"}
+_SHORTEST_FAST_HEAD: Final = len(b"GET / HTTP/1.1\r\n\r\n")
 
 
 class RequestParser:
@@ -110,6 +123,9 @@ class RequestParser:
         "_buf",
         "_scanned",
         "_head_size",
+        "_version",
+        "_max_target",
+        "_max_headers",
         "_error",
         "ready",
         "upgraded",
@@ -127,6 +143,11 @@ class RequestParser:
         self._buf = bytearray()
         self._scanned = 0  # how much of a partial head in _buf was already searched
         self._head_size = 0
+        # The version read off a fast-path request line; "" when llhttp is to be asked.
+        self._version = ""
+        # Limits is frozen (and not compiled): read once, not per request.
+        self._max_target = limits.max_request_line
+        self._max_headers = limits.max_headers
         self._error: HTTPError | None = None
         self.ready: deque[Request] = deque()
         # Set when llhttp stopped after an Upgrade request; later bytes are not HTTP.
@@ -209,13 +230,14 @@ class RequestParser:
                     pos += 1
                     if pos == end:
                         return pos
-                stop = data.find(b"\r\n\r\n", pos)
+                stop = data.find(b"\r\n\r\n", pos) if pos else data.find(b"\r\n\r\n")  # no start: cheaper call
                 if stop < 0:
                     self._partial_head(data, pos, pos)
                     self._scanned = end - pos
                     return pos
                 stop += 4
-                self._head(self._begin(data, pos, stop))
+                if not self._fast_head(data, pos, stop):
+                    self._head(self._begin(data, pos, stop))
                 pos = stop
                 if self.upgraded:
                     return end
@@ -261,13 +283,56 @@ class RequestParser:
                 self._head(self._begin(head, 0, len(head)))
             raise BadRequest("bare CR or LF in the request head")
 
+    def _fast_head(self, data: bytes, pos: int, stop: int) -> bool:
+        """Start and parse the head data[pos:stop] if it is the common kind; else False.
+
+        The common kind: one of _METHODS, a target of printable ASCII, ` HTTP/1.1` or
+        ` HTTP/1.0`, the line ended by CRLF: what _begin's own fast path takes, read
+        with fewer calls (bytes methods taking a start offset cost as much as the
+        search). Any other head returns False having changed nothing, and goes the
+        careful way through _begin.
+        """
+        if stop - pos < _SHORTEST_FAST_HEAD:
+            return False
+        size = 3  # the shortest method; the longest (OPTIONS) has 7 letters
+        while data[pos + size] != 32:
+            size += 1
+            if size > 7:
+                return False
+        method = _METHODS.get(data[pos : pos + size])
+        if method is None:
+            return False
+        eol = data.find(b"\r\n", pos) if pos else data.find(b"\r\n")
+        start = pos + size + 1
+        if eol - 9 <= start:  # no room for a target and the version (checked first:
+            return False  # a negative slice start means something else, compiled or not)
+        version = _LINE_VERSIONS.get(data[eol - 9 : eol])
+        if version is None:
+            return False
+        target = data[start : eol - 9]
+        # A space or LF in it would split the line elsewhere; other bytes < 0x20 and DEL
+        # are llhttp's to refuse (as on _begin's fast path); >= 0x80 go the careful way.
+        if 32 in target or 10 in target or not target.isascii():
+            return False
+        if len(target) > self._max_target:
+            raise URITooLong(f"request target longer than {self._max_target} bytes")
+        request = Request()
+        request.method = method
+        request.target = target
+        self._request = request
+        self._head_size = stop - pos
+        self._version = version
+        self._head(data if pos == 0 and stop == len(data) else data[pos:stop])
+        return True
+
     def _begin(self, data: bytes, pos: int, stop: int) -> bytes:
         """Start the request whose head is data[pos:stop]; returns the head llhttp sees."""
         lf = data.find(b"\n", pos, stop)
         eol = lf - 1 if data[lf - 1] == 13 else lf
         line = data[pos:eol]
         parts = line.split(b" ")
-        max_target = self._limits.max_request_line
+        max_target = self._max_target
+        self._version = ""  # llhttp reads the version
         method: str | None = None
         target = b""
         if len(parts) == 3:
@@ -343,13 +408,18 @@ class RequestParser:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp strips leading OWS but keeps trailing OWS (RFC 9110 5.5: not part of the value).
-        self._request.headers.append((name, value.rstrip(b" \t")))  # type: ignore[union-attr]
+        if value and (value[-1] == 32 or value[-1] == 9):  # rarely: skip the call
+            value = value.rstrip(b" \t")
+        request = self._request
+        assert request is not None  # narrowed, so mypyc appends to a known list
+        request.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         request = self._request
         assert request is not None
         parser = self._parser
-        version = parser.get_http_version()
+        # get_http_version formats a new str each time: a tenth of a short request's cost.
+        version = self._version or parser.get_http_version()
         if version not in _SUPPORTED_VERSIONS:
             alias = _VERSION_ALIASES.get(version)
             if alias is None:
@@ -358,8 +428,8 @@ class RequestParser:
         request.version = version
         if not parser.should_keep_alive():
             request.keep_alive = False
-        if len(request.headers) > self._limits.max_headers:
-            raise HeaderFieldsTooLarge(f"more than {self._limits.max_headers} header fields")
+        if len(request.headers) > self._max_headers:
+            raise HeaderFieldsTooLarge(f"more than {self._max_headers} header fields")
         self._check_fields(request)
         self._split_target(request)
         if not request.has_body:
@@ -400,7 +470,10 @@ class RequestParser:
                 raise HeaderFieldsTooLarge(f"header fields larger than {limits.max_header_size} bytes")
         for name, value in request.headers:
             size = len(name)
-            if size in _SINGLETON_LENGTHS:
+            kind = _FIELD_LENGTHS[size] if size < len(_FIELD_LENGTHS) else 0
+            if not kind:
+                continue  # most fields need no look: skip the lower() for them
+            if kind & _SINGLETON_LENGTH:
                 lower = name.lower()
                 if lower in _SINGLETONS:
                     if singletons is None:
@@ -408,8 +481,8 @@ class RequestParser:
                     elif singletons.setdefault(lower, value) != value:
                         raise BadRequest(f"{name.decode('latin-1')} sent twice with different values")
                     continue
-            if size not in _SPECIAL_LENGTHS:
-                continue  # most fields need no look: skip the lower() for them
+            if not kind & _SPECIAL_LENGTH:
+                continue
             lower = name.lower()
             if lower == b"host":
                 hosts += 1
