@@ -155,7 +155,7 @@ def test_other_versions_keep_505(version: bytes) -> None:
         (b"GET / HTTP/1.1 ", (400, "whitespace at the edge of the request line")),
         (b"GET /\x7f HTTP/1.1", (400, "Invalid char in url path")),
         (b"GET / HTTP/1.1x", (400, "Expected CRLF after version")),
-        (b"PRI * HTTP/2.0", (505, "the HTTP/2 connection preface: HTTP/2 is not supported")),
+        (b"PRI * HTTP/2.0", (505, "the HTTP/2 connection preface: HTTP/2 is not enabled here")),
         (b"GET /\xc3\xa9?q HTTP/1.1", ("GET", b"/\xc3\xa9", b"q", "1.1")),
         (b"GET / HTTP/1.5", ("GET", b"/", b"", "1.1")),
         (b"HEAD /x?y HTTP/1.0", ("HEAD", b"/x", b"y", "1.0")),
