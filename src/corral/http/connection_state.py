@@ -54,10 +54,13 @@ FAIL_BODY: Final = 5  # the running exchange's streaming body stalled: fail its 
 DRAIN_IDLE_GRACE = 0.5  # seconds of quiet before a draining worker closes an idle connection
 
 # Rules 1-3: no exchange running -> what next, indexed by
-# _NEXT[request ready][protocol error pending][client sent EOF].
-_NEXT: Final = (
-    ((WAIT, CLOSE), (ANSWER_ERROR, ANSWER_ERROR)),  # nothing ready
-    ((START, START), (START, START)),  # a request ready: the ones before an error go first
+# _NEXT[4 * request ready + 2 * protocol error pending + client sent EOF]
+# (flat, of ints: compiled, it is one array read on the per-request path).
+_NEXT: Final[tuple[int, ...]] = (
+    WAIT, CLOSE,  # nothing ready, no error: wait for the client (or its EOF: close)
+    ANSWER_ERROR, ANSWER_ERROR,  # nothing ready before the error: answer it
+    START, START,  # a request ready: start it
+    START, START,  # a request ready before the error: it goes first
 )
 
 # Rule 5: part of a request arrived (writing not paused) -> (deadline kind, when to restart
@@ -65,8 +68,13 @@ _NEXT: Final = (
 # head, 1 part of a body for no running exchange (it waits to be whole), 2 part of a body
 # the running exchange reads as it streams (100-continue), 3 anything else while an
 # exchange runs (a pipelined request: the exchange's own deadline stands).
-KEEP, RESTART, ON_CHANGE = 0, 1, 2  # when to restart: never, at every piece, on a new kind
-HEAD_PART, BODY_PART, STREAMED_PART, OTHER_PART = 0, 1, 2, 3
+KEEP: Final = 0  # when to restart the deadline: never,
+RESTART: Final = 1  # at every piece,
+ON_CHANGE: Final = 2  # or when its kind changes
+HEAD_PART: Final = 0
+BODY_PART: Final = 1
+STREAMED_PART: Final = 2
+OTHER_PART: Final = 3
 _ARRIVING: Final = (
     ((HEAD, ON_CHANGE), (BODY, RESTART), (BODY, RESTART), (BODY, RESTART)),  # no exchange
     ((NONE, KEEP), (NONE, KEEP), (BODY, RESTART), (NONE, KEEP)),  # an exchange runs
@@ -163,8 +171,7 @@ class H1State:
         """What the connection does next; `ready`: a parsed request waits in the queue."""
         if self.responding or self.done or self.closed:
             return STOP
-        step: int = _NEXT[ready][self.error_pending][self.eof]
-        return step
+        return _NEXT[ready * 4 + self.error_pending * 2 + self.eof]
 
     def completed(self, keep_alive: bool, body_read: bool) -> bool:
         """The exchange handed over its whole response: True if the connection goes on.

@@ -18,13 +18,27 @@ import logging
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ..http import connection_state as rules
-from ..http.connection_state import BODY as BODY
+from ..http.connection_state import (
+    ABORT,
+    ANSWER_ERROR,
+    BODY_PART,
+    CLOSE,
+    FAIL_BODY,
+    HEAD_PART,
+    OTHER_PART,
+    REJECT_BODY,
+    REJECT_HEAD,
+    SHUT,
+    START,
+    STREAMED_PART,
+    WAIT,
+    H1State,
+)
+from ..http.connection_state import BODY as BODY  # the deadline kinds, for tests and the sweeper
 from ..http.connection_state import HEAD as HEAD
 from ..http.connection_state import IDLE as IDLE
 from ..http.connection_state import NONE as NONE
 from ..http.connection_state import SEND as SEND
-from ..http.connection_state import H1State
 from ..http.errors import HTTPError, RequestTimeout
 from ..http.parser import RequestParser
 from ..http.request import BodySink, Request
@@ -132,11 +146,11 @@ class HTTPConnection:
     def _track_partial_request(self, exchange: Exchange | None) -> None:
         """Part of a request has arrived: its head or body now runs against a deadline."""
         if exchange is None:
-            part = rules.HEAD_PART if self.parser.awaiting_head else rules.BODY_PART
+            part = HEAD_PART if self.parser.awaiting_head else BODY_PART
         elif type(exchange.request.body) is StreamingBody:
-            part = rules.STREAMED_PART
+            part = STREAMED_PART
         else:
-            part = rules.OTHER_PART
+            part = OTHER_PART
         self.state.arriving(self.ctx.loop.time(), part)
 
     def eof_received(self) -> bool:
@@ -207,11 +221,11 @@ class HTTPConnection:
         state = self.state
         while True:
             step = state.next_step(bool(ready))
-            if step == rules.START:
+            if step == START:
                 if self._reroute_to is not None:
                     return  # handed on with the rest once the handoff goes through
                 self._start(ready.popleft())
-            elif step == rules.WAIT:
+            elif step == WAIT:
                 # Not on draining: this response may have gone out as keep-alive, and the
                 # client may be sending its next request already; shutdown() closes idle
                 # connections once they have been quiet for DRAIN_IDLE_GRACE.
@@ -220,11 +234,11 @@ class HTTPConnection:
                     self.transport.resume_reading()
                 state.waiting(self.ctx.loop.time(), parser.mid_request)
                 return
-            elif step == rules.ANSWER_ERROR:
+            elif step == ANSWER_ERROR:
                 assert self._error is not None
                 self._send_error(self._error)
                 return
-            elif step == rules.CLOSE:
+            elif step == CLOSE:
                 self.close()
                 return
             else:
@@ -542,16 +556,16 @@ class HTTPConnection:
         else:
             detail = ex is not None and isinstance(ex.request.body, StreamingBody)
         action = state.expired(now, detail, bool(transport.get_write_buffer_size()), bool(transport.is_closing()))
-        if action == rules.SHUT:
+        if action == SHUT:
             self.close()
-        elif action == rules.REJECT_HEAD:
+        elif action == REJECT_HEAD:
             self._send_error(RequestTimeout("request head not received in time"))
-        elif action == rules.REJECT_BODY:
+        elif action == REJECT_BODY:
             self._send_error(RequestTimeout("request body stalled"))
-        elif action == rules.FAIL_BODY:
+        elif action == FAIL_BODY:
             assert ex is not None and isinstance(ex.request.body, StreamingBody)
             ex.request.body.fail(TimeoutError("request body stalled"))
-        elif action == rules.ABORT:
+        elif action == ABORT:
             log.info("Closing connection to %s: the client stopped reading the response", self.peer)
             self.abort()
 
