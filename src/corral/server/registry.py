@@ -28,7 +28,7 @@ class Registry(Generic[Conn]):
         # against --max-connections, and a draining worker waits for them too.
         self.handshaking = 0
         self.stopping = False  # draining: responses say "Connection: close"
-        self.requests_served = 0
+        self.requests_served = 0  # counted by HTTPConnection.complete (inline: the per-request path)
         # Recycle (graceful stop, then replacement) when requests_served reaches this; 0: never.
         self.recycle_at = recycle_at
         self.recycle = recycle
@@ -44,12 +44,6 @@ class Registry(Generic[Conn]):
     def full(self) -> bool:
         """Whether one more accepted connection would pass --max-connections (handshakes too)."""
         return self.handshaking + len(self.open) >= self.max_connections
-
-    def served(self) -> None:
-        """One more response completed; at the --max-requests mark the worker recycles."""
-        self.requests_served += 1
-        if self.requests_served == self.recycle_at:
-            self.recycle("max-requests")
 
     def __len__(self) -> int:
         return len(self.open)
