@@ -23,6 +23,7 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HOT_PATH = [
+    "src/corral/http/connection_state.py",
     "src/corral/http/date.py",
     "src/corral/http/framing.py",
     "src/corral/http/parser.py",

@@ -21,6 +21,7 @@ from typing import Any
 import corral
 from corral.server.connection import HTTPConnection
 from corral.server.context import ServerContext
+from corral.server.registry import Registry
 
 BODY = b"Hello, world!"
 GET = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: micro\r\nAccept: */*\r\n\r\n"
@@ -73,7 +74,7 @@ class NullTransport:
 
 def run_once(loop: asyncio.AbstractEventLoop, requests: int, per_feed: int) -> float:
     """Seconds per request for `requests` GETs fed `per_feed` at a time on one connection."""
-    conn = HTTPConnection(ServerContext(app=app, loop=loop))
+    conn = HTTPConnection(ServerContext(app=app, loop=loop), Registry())
     transport = NullTransport()
     conn.connection_made(transport)
     data = GET * per_feed

@@ -13,6 +13,7 @@ from typing import Any
 
 from corral.server.connection import HTTPConnection
 from corral.server.context import ServerContext
+from corral.server.registry import Registry
 
 HIGH_WATER = 256 * 1024
 
@@ -83,8 +84,11 @@ class FakeTransport:
         return b"".join(self.written)
 
 
-def connect(loop: asyncio.AbstractEventLoop, app: Any, **context: Any) -> tuple[HTTPConnection, FakeTransport]:
-    conn = HTTPConnection(ServerContext(app=app, loop=loop, **context))
+def connect(
+    loop: asyncio.AbstractEventLoop, app: Any, registry: Registry[HTTPConnection] | None = None, **context: Any
+) -> tuple[HTTPConnection, FakeTransport]:
+    """A connection of a fresh context (keyword arguments: its fields), on its own registry by default."""
+    conn = HTTPConnection(ServerContext(app=app, loop=loop, **context), registry or Registry())
     transport = FakeTransport(conn, loop)
     conn.connection_made(transport)
     return conn, transport

@@ -3,11 +3,13 @@
 How this works: `data_received` feeds the sans-I/O parser; each ready request
 becomes an `Exchange` run inline or on a thread (see exchange.py). Requests
 pipelined behind a running one wait in the parser's queue (reading pauses when
-too many wait); a protocol error is answered only after the requests before it,
-and nothing after it is processed. Each connection carries one deadline whose
-meaning follows its state (idle, reading a head, reading a body, blocked on a
-slow reader); the worker's sweeper checks them once a second, so the hot path
-costs one clock read per request instead of timer churn.
+too many wait). The HTTP/1 rules (one exchange at a time, an error answered after
+the requests before it, keep-alive or close, which deadline runs) are sans-I/O, in
+http/connection_state.py: this protocol reports each event to its `H1State` and
+does the I/O the answer asks for. Each connection carries one deadline whose meaning
+follows that state (idle, reading a head, reading a body, blocked on a slow reader);
+the worker's sweeper checks them once a second, so the hot path costs one clock read
+per request instead of timer churn.
 """
 
 from __future__ import annotations
@@ -16,6 +18,27 @@ import logging
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from ..http.connection_state import (
+    ABORT,
+    ANSWER_ERROR,
+    BODY_PART,
+    CLOSE,
+    FAIL_BODY,
+    HEAD_PART,
+    OTHER_PART,
+    REJECT_BODY,
+    REJECT_HEAD,
+    SHUT,
+    START,
+    STREAMED_PART,
+    WAIT,
+    H1State,
+)
+from ..http.connection_state import BODY as BODY  # the deadline kinds, for tests and the sweeper
+from ..http.connection_state import HEAD as HEAD
+from ..http.connection_state import IDLE as IDLE
+from ..http.connection_state import NONE as NONE
+from ..http.connection_state import SEND as SEND
 from ..http.errors import HTTP2Preface, HTTPError, RequestTimeout
 from ..http.h2_messages import preface_bytes
 from ..http.parser import RequestParser
@@ -24,10 +47,11 @@ from ..wsgi.environ import connection_environ, proxy_headers_in, request_environ
 from ..wsgi.input import EMPTY_INPUT, SpooledBody, StreamingBody
 from ..wsgi.response import error_response
 from . import inline, threaded, tls
-from .context import ServerContext
+from .context import Connection, ServerContext
 from .exchange import Exchange, close_result
 from .handoff import request_bytes, send_connection
 from .outbox import HeldTransport
+from .registry import Registry
 from .sendfile import SendfileJob
 
 log = logging.getLogger("corral.error")
@@ -38,17 +62,16 @@ _WRITE_HIGH_WATER = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HANDOFF_RECHECK = 0.002  # seconds between checks that a response has left before a handoff
 
-# Deadline kinds (what expires when the deadline passes).
-IDLE, HEAD, BODY, SEND, NONE = range(5)
-DRAIN_IDLE_GRACE = 0.5  # seconds of quiet before a draining worker closes an idle connection
-
 
 class HTTPConnection:
     """The asyncio protocol of one client connection (by its methods, not by inheritance:
     that keeps it a native class when setup.py compiles this module)."""
 
-    def __init__(self, ctx: ServerContext, initial: bytes = b"", peername: Any = None) -> None:
+    def __init__(
+        self, ctx: ServerContext, registry: Registry[Connection], initial: bytes = b"", peername: Any = None
+    ) -> None:
         self.ctx = ctx
+        self.registry = registry  # the worker's: its open connections, requests served, draining
         # The client's address when something before HTTP said it (the PROXY protocol): a
         # (host, port) tuple, or "" for a local peer; None: the transport's own peer.
         self._peername = peername
@@ -59,16 +82,13 @@ class HTTPConnection:
         self.transport: Any = None
         self.parser = RequestParser(ctx.limits, self._body_sink)
         self.exchange: Exchange | None = None
-        self.write_paused = False
+        timeouts = ctx.timeouts
+        self.state = H1State(timeouts.keepalive, timeouts.header, timeouts.body, timeouts.send)
+        self.write_paused = False  # the sink's flag (sink.py); the state keeps its own for its rules
         self._reading_paused = False
-        self._error: HTTPError | None = None
-        self._eof = False
-        self._closed = False  # connection_lost (or handed to another worker)
-        self._done = False  # closing or aborted: no further request starts
+        self._error: HTTPError | None = None  # the protocol error to answer, once it is its turn
         self._advancing = False  # inside _next: a completion need not call it again
         self._base_environ: dict[str, Any] = {}
-        self.deadline = 0.0
-        self.deadline_kind = HEAD
         self.peer = ""
         # Whether the peer may say who the client is (Forwarded, X-Forwarded-*): decided once,
         # in _connection_environ, so a request without those headers pays nothing for it.
@@ -83,18 +103,16 @@ class HTTPConnection:
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         ctx = self.ctx
         self.transport = HeldTransport(transport, ctx.outbox)
-        ctx.connections.add(self)
         # (A connection accepted just as we began draining is still served: the client
         # already counts on it. Its response says Connection: close.)
-        if len(ctx.connections) > ctx.max_connections:
+        if not self.registry.add(self):
             transport.write(error_response(503, "Service Unavailable", "Too many connections."))
             transport.close()
             return
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         ctx.stats.opened()
         self._base_environ = self._connection_environ(transport)
-        self.deadline_kind = HEAD
-        self.deadline = ctx.loop.time() + ctx.timeouts.header
+        self.state.opened(ctx.loop.time())
         if self._initial:
             initial, self._initial = self._initial, b""
             self.data_received(initial)
@@ -109,6 +127,7 @@ class HTTPConnection:
             if type(error) is HTTP2Preface and self.ctx.h2c and self._switch_to_h2c(data):
                 return
             self._error = error
+            self.state.failed()
             self._pause_reading()
         if self._raw is not None:
             self._route_first()
@@ -136,44 +155,38 @@ class HTTPConnection:
             return False
         from .h2_connection import H2Connection  # only now: HTTP/1-only servers never import h2
 
-        self._closed = self._done = True
-        self.ctx.connections.discard(self)
+        self.state.closing()  # this protocol is done with the transport: the H2Connection has it
+        self.state.lost()
+        self.registry.discard(self)
         transport = self.transport.transport  # (nothing was written: no held bytes to send first)
-        h2c = H2Connection(self.ctx, initial, inherited=(self._base_environ, self.peer, self._peer_trusted))
+        inherited = (self._base_environ, self.peer, self._peer_trusted)
+        h2c = H2Connection(self.ctx, self.registry, initial, inherited=inherited)
         transport.set_protocol(h2c)
         h2c.connection_made(transport)
         return True
 
     def _track_partial_request(self, exchange: Exchange | None) -> None:
         """Part of a request has arrived: its head or body now runs against a deadline."""
-        if self.write_paused:
-            return  # a response is stuck on the client: the send deadline stands
-        timeouts = self.ctx.timeouts
         if exchange is None:
-            if self.parser.awaiting_head:
-                if self.deadline_kind != HEAD:
-                    self.deadline_kind = HEAD
-                    self.deadline = self.ctx.loop.time() + timeouts.header
-            else:
-                self.deadline_kind = BODY
-                self.deadline = self.ctx.loop.time() + timeouts.body
+            part = HEAD_PART if self.parser.awaiting_head else BODY_PART
         elif type(exchange.request.body) is StreamingBody:
-            self.deadline_kind = BODY
-            self.deadline = self.ctx.loop.time() + timeouts.body
+            part = STREAMED_PART
+        else:
+            part = OTHER_PART
+        self.state.arriving(self.ctx.loop.time(), part)
 
     def eof_received(self) -> bool:
-        self._eof = True
         pending = self.parser.receiving_body
         if pending is not None and type(pending.body) is StreamingBody:
             pending.body.fail(ConnectionError("the client closed the connection mid-body"))
-        if self.exchange is None and not self.parser.ready:
+        if self.state.eof_received(bool(self.parser.ready)):
             self.close()
             return False
         return True  # half-closed: answer what was asked, then close
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self.ctx.connections.discard(self)
+        self.state.lost()
+        self.registry.discard(self)
         ex = self.exchange
         if ex is not None:
             ex.aborted = True
@@ -191,16 +204,14 @@ class HTTPConnection:
         self._discard_bodies()
 
     # While writing is paused the deadline is SEND, whatever the exchange does meanwhile
-    # (it may finish into the buffer, or the next pipelined one start): bytes the client
-    # does not take must not wait under the keep-alive timeout, or under none at all.
+    # (rule 6 of connection_state.py).
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.deadline_kind = SEND
-        self.deadline = self.ctx.loop.time() + self.ctx.timeouts.send
+        self.state.paused(self.ctx.loop.time())
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.deadline_kind = NONE
+        self.state.resumed()
         ex = self.exchange
         if ex is None:
             self._after_send()
@@ -229,27 +240,30 @@ class HTTPConnection:
     def _advance(self) -> None:
         parser = self.parser
         ready = parser.ready
-        while self.exchange is None and not self._done and not self._closed:
-            if ready:
+        state = self.state
+        while True:
+            step = state.next_step(bool(ready))
+            if step == START:
                 if self._reroute_to is not None:
                     return  # handed on with the rest once the handoff goes through
                 self._start(ready.popleft())
-            elif self._error is not None:
-                self._send_error(self._error)
-                return
-            else:
-                # Not on ctx.stopping: this response may have gone out as keep-alive, and the
+            elif step == WAIT:
+                # Not on draining: this response may have gone out as keep-alive, and the
                 # client may be sending its next request already; shutdown() closes idle
                 # connections once they have been quiet for DRAIN_IDLE_GRACE.
-                if self._eof:
-                    self.close()
-                    return
                 if self._reading_paused:
                     self._reading_paused = False
                     self.transport.resume_reading()
-                if not parser.mid_request and not self.write_paused:
-                    self.deadline_kind = IDLE
-                    self.deadline = self.ctx.loop.time() + self.ctx.timeouts.keepalive
+                state.waiting(self.ctx.loop.time(), parser.mid_request)
+                return
+            elif step == ANSWER_ERROR:
+                assert self._error is not None
+                self._send_error(self._error)
+                return
+            elif step == CLOSE:
+                self.close()
+                return
+            else:
                 return
 
     def _after_send(self) -> None:
@@ -294,8 +308,9 @@ class HTTPConnection:
     def begin(self, request: Request, environ: dict[str, Any]) -> Exchange:
         """The exchange of `request`, this connection's current one (also for the static map)."""
         ex = self.exchange = Exchange(self, request, environ, self.ctx, self.complete)
-        if not self.write_paused:  # while paused, unsent bytes keep the send deadline
-            self.deadline_kind = NONE  # the exchange, not a timer, decides now
+        if self.registry.stopping:
+            ex.keep_alive = False  # draining: tell the client to reconnect
+        self.state.began()
         return ex
 
     # -- multi-site routing ------------------------------------------------------
@@ -352,7 +367,7 @@ class HTTPConnection:
     def _try_handoff(self) -> None:
         """Pass the connection to the routed site once no request is half-received."""
         index = self._reroute_to
-        if index is None or self._closed:
+        if index is None or self.state.closed:
             return
         if self._raw is not None:
             data = bytes(self._raw)  # nothing served yet: the raw bytes say it all
@@ -390,8 +405,8 @@ class HTTPConnection:
             return
         self._reroute_to = None
         self._discard_bodies()
-        self._closed = True
-        self.ctx.connections.discard(self)
+        self.state.lost()
+        self.registry.discard(self)
         self.transport.abort()  # our reference only: the other worker owns the connection now
 
     def _refuse_handoff(self, index: int, why: str) -> None:
@@ -406,28 +421,27 @@ class HTTPConnection:
         ctx = self.ctx
         if ex.result is not None:
             close_result(ex)
-        ctx.requests_served += 1
         request = ex.request
         duration = ctx.clock() - ex.started
         ctx.outbox.after_app_call(duration)
         ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
-        if ctx.requests_served == ctx.recycle_at:
-            ctx.recycle("max-requests")
+        registry = self.registry
+        registry.requests_served += 1
+        if registry.requests_served == registry.recycle_at:
+            registry.recycle("max-requests")
         self.exchange = None
         if ctx.access_log is not None:
             ctx.access_log(ex)
         if ctx.post_request is not None:
             ctx.post_request(ex.environ, ex.code, duration)
-        # What the response announced decides: one that went out as keep-alive before we began
-        # draining must not be followed by a close (the client's next request would be reset).
-        reusable = ex.keep_alive and not self._closed
-        body = ex.request.body
+        body = request.body
+        body_read = True
         if body is not None:
             if type(body) is SpooledBody:
                 body.close()
-            elif not ex.request.complete:
-                reusable = False  # 100-continue body still on the wire
-        if not reusable:
+            else:
+                body_read = request.complete  # False: a 100-continue body still on the wire
+        if not self.state.completed(ex.keep_alive, body_read):  # rule 4
             self.close()
         elif not self._advancing:
             self._next()
@@ -435,7 +449,7 @@ class HTTPConnection:
     def time_out(self) -> None:
         """The app thread is hung (see watchdog.py): answer 504 if we still can, and close."""
         ex = self.exchange
-        if ex is None or self._closed:
+        if ex is None or self.state.closed:
             return
         self.ctx.stats.record(self.ctx.site_name, ex.request.method, 504, self.ctx.clock() - ex.started, 0, 0)
         if not ex.headers_sent:
@@ -445,18 +459,18 @@ class HTTPConnection:
             self.abort()
 
     def abort(self) -> None:
-        self._done = True
-        if self.transport is not None and not self._closed:
+        self.state.closing()
+        if self.transport is not None and not self.state.closed:
             self.transport.abort()
 
     def close(self) -> None:
-        self._done = True
+        self.state.closing()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def send_continue(self) -> None:
         ex = self.exchange
-        if ex is not None and not ex.headers_sent and not self._closed:
+        if ex is not None and not ex.headers_sent and not self.state.closed:
             self.transport.write(_CONTINUE)
 
     # -- the response sink of its exchange (sink.py) ----------------------------------
@@ -475,7 +489,7 @@ class HTTPConnection:
         self.transport.flush()
 
     def is_closing(self) -> bool:
-        return self._closed or bool(self.transport.is_closing())
+        return self.state.closed or bool(self.transport.is_closing())
 
     def can_sendfile(self) -> bool:
         # (Over TLS the file must pass through the transport's encryption; with bytes still
@@ -529,12 +543,12 @@ class HTTPConnection:
         self.ctx.loop.call_soon_threadsafe(self._resume_reading_if_idle)
 
     def _resume_reading_if_idle(self) -> None:
-        if self._reading_paused and not self._closed and len(self.parser.ready) < _MAX_QUEUED:
+        if self._reading_paused and not self.state.closed and len(self.parser.ready) < _MAX_QUEUED:
             self._reading_paused = False
             self.transport.resume_reading()
 
     def _pause_reading(self) -> None:
-        if not self._reading_paused and not self._closed:
+        if not self._reading_paused and not self.state.closed:
             self._reading_paused = True
             self.transport.pause_reading()
 
@@ -554,54 +568,50 @@ class HTTPConnection:
 
     def check_deadline(self, now: float) -> None:
         """Called by the worker's sweeper about once a second."""
-        if now < self.deadline or self._closed:
+        state = self.state
+        if now < state.deadline:
             return
-        kind = self.deadline_kind
         transport = self.transport
-        if kind != SEND and (kind == IDLE or transport.is_closing()) and transport.get_write_buffer_size():
-            # Bytes the client has not taken: the tail of a response, under the pause mark, or
-            # the answer of a connection closed already, which waits for them before it goes.
-            # Closing cannot free it: --send-timeout does, counted from now.
-            self.deadline_kind = SEND
-            self.deadline = now + self.ctx.timeouts.send
-            return
-        if kind == IDLE:
+        ex = self.exchange
+        if state.kind == HEAD:
+            detail = self.parser.mid_request
+        else:
+            detail = ex is not None and isinstance(ex.request.body, StreamingBody)
+        action = state.expired(now, detail, bool(transport.get_write_buffer_size()), bool(transport.is_closing()))
+        if action == SHUT:
             self.close()
-        elif kind == HEAD:
-            if self.parser.mid_request:
-                self._send_error(RequestTimeout("request head not received in time"))
-            else:
-                self.close()
-        elif kind == BODY:
-            ex = self.exchange
-            if ex is not None and isinstance(ex.request.body, StreamingBody):
-                ex.request.body.fail(TimeoutError("request body stalled"))
-                self.deadline_kind = NONE
-            else:
-                self._send_error(RequestTimeout("request body stalled"))
-        elif kind == SEND:
+        elif action == REJECT_HEAD:
+            self._send_error(RequestTimeout("request head not received in time"))
+        elif action == REJECT_BODY:
+            self._send_error(RequestTimeout("request body stalled"))
+        elif action == FAIL_BODY:
+            assert ex is not None and isinstance(ex.request.body, StreamingBody)
+            ex.request.body.fail(TimeoutError("request body stalled"))
+        elif action == ABORT:
             log.info("Closing connection to %s: the client stopped reading the response", self.peer)
             self.abort()
 
     def shutdown(self, now: float, patient: bool = False) -> None:
         """Graceful stop: busy connections close after their response ("Connection: close").
 
-        An idle keep-alive connection is closed only once it has been quiet for
-        DRAIN_IDLE_GRACE: closing it the instant we stop would race a request the
-        client is sending right then, which fails on the client's side.
+        An idle connection closes when connection_state.py's drain rule says so.
         """
         ex = self.exchange
         if ex is None and not self.parser.mid_request and not self.parser.ready:
-            if self.deadline_kind == IDLE:
-                idle_for = now - (self.deadline - self.ctx.timeouts.keepalive)
-                if now >= self.deadline or (not patient and idle_for >= DRAIN_IDLE_GRACE):
-                    self.close()
-            elif now >= self.deadline:
-                # Accepted, but its first request never came within --header-timeout. (One that
-                # comes in time is answered: the client had no reason to expect a refusal.)
+            if self.state.drain_closes(now, patient):
                 self.close()
         elif ex is not None and not ex.headers_sent:
             ex.keep_alive = False  # say "Connection: close", so no client reuses it
+
+    # -- the deadline, as the sweeper and tests see it ------------------------------------
+
+    @property
+    def deadline(self) -> float:
+        return self.state.deadline
+
+    @property
+    def deadline_kind(self) -> int:
+        return self.state.kind
 
     def _connection_environ(self, transport: Any) -> dict[str, Any]:
         ctx = self.ctx

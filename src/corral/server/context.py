@@ -1,4 +1,8 @@
-"""What every connection of one worker shares: the app, limits, timeouts, pools."""
+"""What every connection of one worker shares: the app, limits, timeouts, pools.
+
+What changes as the worker runs across connections (the open connections, requests
+served, draining) is the worker's Registry (registry.py), not this context's.
+"""
 
 from __future__ import annotations
 
@@ -60,21 +64,13 @@ class ServerContext:
     multiprocess: bool = False
     url_scheme: str = "http"
     # TLS listeners ("https"): connections add mod_ssl's environ keys and never use sendfile
-    # (it would write the file past the encryption); handshaking counts those accepted but
-    # not yet connections (tls_listener.py), so a draining worker waits for them too.
+    # (it would write the file past the encryption).
     tls: bool = False
     # --http2: a plain connection that opens with the HTTP/2 preface becomes an H2Connection.
     h2c: bool = False
-    handshaking: int = 0
-    max_connections: int = 1000
     access_log: Callable[..., None] | None = None
     # Which peers may say who the client is, and in which headers (--trusted-proxies, --proxy-headers).
     proxy: ProxyHeaders = field(default_factory=ProxyHeaders)
-    connections: set[Connection] = field(default_factory=set)
-    stopping: bool = False
-    requests_served: int = 0
-    # Recycle (graceful stop, then replacement) when requests_served reaches this; 0: never.
-    recycle_at: int = 0
     # Counters the heartbeat carries to the master (metrics, status); site names the series.
     stats: WorkerStats = field(default_factory=WorkerStats)
     # Hide the running loop while inline app code runs: needed by code that refuses to do
@@ -84,7 +80,6 @@ class ServerContext:
     loop_hidden: bool = False  # currently hidden (so nested app calls do not switch again)
     site_name: str = "main"
     app_name: str = "the app"  # what the error log calls the app: its spec, e.g. "mysite.wsgi:application"
-    recycle: Callable[[str], None] = lambda reason: None
     # Server hooks around each request (corral/hooks.py); None, the usual case, costs one check.
     pre_request: Callable[[dict[str, Any]], None] | None = None
     post_request: Callable[[dict[str, Any], int, float], None] | None = None

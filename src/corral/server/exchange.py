@@ -65,7 +65,7 @@ class Exchange(Response):
         self.on_complete = on_complete
         self.version = request.version
         self.head_only = self.no_body = request.method == "HEAD"
-        self.keep_alive = request.keep_alive and not ctx.stopping  # draining: tell the client to reconnect
+        self.keep_alive = request.keep_alive  # (a draining HTTP/1 connection says close: its begin())
         self.started = self.active_since = ctx.clock()
 
     @property

@@ -36,10 +36,11 @@ from ..http.request import Request
 from ..wsgi.environ import proxy_headers_in, request_environ
 from ..wsgi.input import EMPTY_INPUT, SpooledBody
 from . import inline, threaded
-from .context import ServerContext
+from .context import Connection, ServerContext
 from .exchange import Exchange, close_result
 from .h2_stream import BODY, RUNNING, SEND, H2Stream
 from .peer import transport_environ
+from .registry import Registry
 
 log = logging.getLogger("corral.error")
 
@@ -56,11 +57,13 @@ class H2Connection:
     def __init__(
         self,
         ctx: ServerContext,
+        registry: Registry[Connection],
         initial: bytes = b"",
         peername: Any = None,
         inherited: tuple[dict[str, Any], str, bool] | None = None,
     ) -> None:
         self.ctx = ctx
+        self.registry = registry  # the worker's: its open connections, requests served, draining
         self._initial = initial  # bytes already read: the preface, when HTTP/1 switched to h2c
         self._peername = peername
         # An HTTP/1 connection switching to h2c hands over its environ, peer and trust.
@@ -91,15 +94,14 @@ class H2Connection:
         ctx = self.ctx
         self.transport = transport
         if self._inherited is None:
-            ctx.connections.add(self)
-            if len(ctx.connections) > ctx.max_connections:
+            if not self.registry.add(self):
                 transport.close()  # (no HTTP/2 way to say 503 before the preface)
                 return
             ctx.stats.opened()
             self._base_environ, self.peer, self._peer_trusted = transport_environ(ctx, transport, self._peername)
         else:
             self._base_environ, self.peer, self._peer_trusted = self._inherited
-            ctx.connections.add(self)
+            self.registry.add(self)  # the HTTP/1 connection it replaces was counted and has left
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         self.deadline = ctx.loop.time() + ctx.timeouts.header
         h2conn = self.h2
@@ -149,7 +151,7 @@ class H2Connection:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.ctx.connections.discard(self)
+        self.registry.discard(self)
         for stream in list(self.streams.values()):
             self._drop(stream)
         self.streams.clear()
@@ -301,13 +303,14 @@ class H2Connection:
         ctx = self.ctx
         if ex.result is not None:
             close_result(ex)
-        ctx.requests_served += 1
+        registry = self.registry
+        registry.requests_served += 1
         request = ex.request
         duration = ctx.clock() - ex.started
         ctx.outbox.after_app_call(duration)
         ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
-        if ctx.requests_served == ctx.recycle_at:
-            ctx.recycle("max-requests")
+        if registry.requests_served == registry.recycle_at:
+            registry.recycle("max-requests")
         if ctx.access_log is not None:
             ctx.access_log(ex)
         if ctx.post_request is not None:

@@ -7,8 +7,9 @@ handshake record, hands the socket to the loop's TLS transport
 (connect_accepted_socket), which runs the handshake and then drives an ordinary
 HTTPConnection; anything else is plain HTTP sent to an HTTPS port, answered with a
 plain-text 400 as nginx does, then closed. Waiting for that byte and the handshake
-together get --header-timeout. Connections in either stage are counted in
-ctx.handshaking, so a draining worker serves them too instead of dropping them.
+together get --header-timeout. Connections in either stage are counted in the
+worker's registry (`handshaking`), so a draining worker serves them too instead of
+dropping them, and --max-connections counts them.
 
 On a PROXY-protocol listener (a load balancer passing TLS through, with a PROXY
 header in front) a stage comes first: the peer must be a trusted proxy, then the
@@ -30,6 +31,7 @@ from ..proxy.protocol import ProxyHeaderError
 from ..wsgi.response import error_response
 from .context import ServerContext
 from .proxy_reader import MakeConnection, ProxyIntake, describe_peer, take_header, too_late
+from .registry import Registry
 
 log = logging.getLogger("corral.error")
 
@@ -62,6 +64,7 @@ class TLSServer(asyncio.AbstractServer):
     def __init__(
         self,
         ctx: ServerContext,
+        registry: Registry[Any],
         sock: socket.socket,
         context: ssl.SSLContext,
         make_connection: MakeConnection,
@@ -69,6 +72,7 @@ class TLSServer(asyncio.AbstractServer):
         proxy: ProxyIntake | None = None,
     ) -> None:
         self._ctx = ctx
+        self._registry = registry
         self._loop = ctx.loop
         self._sock = sock
         self._context = context
@@ -112,7 +116,7 @@ class TLSServer(asyncio.AbstractServer):
     # -- one connection ------------------------------------------------------------
 
     def _accept(self) -> None:
-        ctx = self._ctx
+        registry = self._registry
         proxy = self._proxy
         for _ in range(_ACCEPT_BATCH):
             try:
@@ -122,7 +126,7 @@ class TLSServer(asyncio.AbstractServer):
             except OSError as exc:  # out of file descriptors, or the peer gave up at once
                 log.debug("accept() failed: %s", exc)
                 return
-            if ctx.handshaking + len(ctx.connections) >= ctx.max_connections:
+            if registry.full():
                 conn.close()  # no 503 here: before a handshake the client could not read one
                 continue
             if proxy is not None and not proxy.admits(peername):
@@ -131,7 +135,7 @@ class TLSServer(asyncio.AbstractServer):
             conn.setblocking(False)
             if conn.family != socket.AF_UNIX:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            ctx.handshaking += 1
+            registry.handshaking += 1
             arrival = _Arrival(conn, self._loop.time() + self._timeout, peername)
             if proxy is not None:
                 late = min(self._loop.time() + proxy.timeout, arrival.deadline)
@@ -210,7 +214,7 @@ class TLSServer(asyncio.AbstractServer):
         except OSError as exc:  # ssl.SSLError and TimeoutError are OSErrors
             log.debug("TLS handshake with %s failed: %s", arrival.shown(), exc)
         finally:
-            self._ctx.handshaking -= 1
+            self._registry.handshaking -= 1
 
     def _refuse_plain_http(self, conn: socket.socket, shown: str) -> None:
         ctx = self._ctx
@@ -243,5 +247,5 @@ class TLSServer(asyncio.AbstractServer):
 
     def _done(self, conn: socket.socket) -> None:
         conn.close()
-        self._ctx.handshaking -= 1
+        self._registry.handshaking -= 1
 

@@ -38,11 +38,12 @@ from . import watchdog
 from .alpn import ALPNChoice
 from .channel import Accept, Heartbeat, Inbox, LoadError, LoadWarning, Ready, Recycle, send
 from .connection import HTTPConnection
-from .context import ServerContext, Timeouts
+from .context import Connection, ServerContext, Timeouts
 from .environment import drop_privileges, prepare_process
 from .handoff import receive_connection
 from .listeners import abort_stalled_sends
 from .proxy_reader import ProxyIntake, ProxyProtocolReader, RejectionLog, header_deadline
+from .registry import Registry
 from .routing import Router
 from .spec import EXIT_APP_LOAD_ERROR, WorkerSpec
 from .tls import TLSError, build_context
@@ -159,7 +160,6 @@ class Worker:
             timeouts=carried(Timeouts, config),
             executor=executor,
             multiprocess=config.workers > 1,
-            max_connections=config.max_connections,
             access_log=AccessLog(
                 config.access_log,
                 config.access_log_format,
@@ -181,8 +181,10 @@ class Worker:
             self.ctx.mount = spec.sites[spec.site_index].mount
             self.ctx.handoff = spec.handoff_send
         self.ctx.hide_loop = loop_sensitive()
-        self.ctx.recycle_at = watchdog.request_limit(config)
-        self.ctx.recycle = self.recycle
+        # The worker's own, handed to each connection and TLS listener (see registry.py).
+        self.registry: Registry[Connection] = Registry(
+            config.max_connections, watchdog.request_limit(config), self.recycle
+        )
         if hooks is not None:
             self.ctx.pre_request = hooks.pre_request
             self.ctx.post_request = hooks.post_request
@@ -245,7 +247,8 @@ class Worker:
             if fd in self.proxy_fds:  # TLS passed through by a load balancer, a PROXY header in front
                 proxy = ProxyIntake(self.proxy_trust, header_deadline(timeout), self.proxy_rejections)
             make = self._new_tls_connection if http2_over_tls(self.spec) else self._new_connection
-            return TLSServer(self.ctx, sock, self.tls_context, make, timeout, proxy).start()
+            server = TLSServer(self.ctx, self.registry, sock, self.tls_context, make, timeout, proxy)
+            return server.start()
         return await self.loop.create_server(self._protocol_factory(fd), sock=sock, backlog=self.spec.config.backlog)
 
     def _on_master_message(self) -> None:
@@ -253,14 +256,14 @@ class Worker:
         if self.inbox.closed:
             self.loop.remove_reader(self.spec.channel.fileno())
         for message in messages:
-            if isinstance(message, Accept) and not self.ctx.stopping:
+            if isinstance(message, Accept) and not self.registry.stopping:
                 self.loop.create_task(self._set_accepting(message.on))
 
     async def _set_accepting(self, on: bool) -> None:
         if on and not self.servers:
             for fd in self.listen_fds:
                 server = await self._listen(socket.socket(fileno=os.dup(fd)), fd)
-                if self.ctx.stopping:  # began draining meanwhile: accept nothing more
+                if self.registry.stopping:  # began draining meanwhile: accept nothing more
                     server.close()
                 else:
                     self.servers.append(server)
@@ -273,7 +276,7 @@ class Worker:
         """Take connections another site's worker routed to this site."""
         receive = self.spec.handoff_receive
         assert receive is not None
-        if self.ctx.stopping:
+        if self.registry.stopping:
             return
         for _ in range(64):  # bounded per wake-up: other work gets its turn
             item = receive_connection(receive)
@@ -293,7 +296,7 @@ class Worker:
 
     def _new_connection(self, initial: bytes = b"", peername: Any = None) -> asyncio.Protocol:
         # An asyncio protocol by its methods (see HTTPConnection); typeshed wants the class.
-        return cast(asyncio.Protocol, HTTPConnection(self.ctx, initial, peername))
+        return cast(asyncio.Protocol, HTTPConnection(self.ctx, self.registry, initial, peername))
 
     def _new_tls_connection(self, initial: bytes = b"", peername: Any = None) -> asyncio.Protocol:
         """A TLS connection: HTTP/2 or HTTP/1.1, whichever ALPN settles in the handshake."""
@@ -301,7 +304,7 @@ class Worker:
         def http2() -> Any:
             from .h2_connection import H2Connection  # only once a client speaks HTTP/2
 
-            return H2Connection(self.ctx, initial, peername)
+            return H2Connection(self.ctx, self.registry, initial, peername)
 
         return cast(asyncio.Protocol, ALPNChoice(lambda: self._new_connection(initial, peername), http2))
 
@@ -352,10 +355,11 @@ class Worker:
 
     def _heartbeat(self) -> None:
         ctx = self.ctx
-        in_flight = sum(1 for conn in ctx.connections if conn.exchange is not None)
-        connections = len(ctx.connections)
+        registry = self.registry
+        in_flight = sum(1 for conn in registry if conn.exchange is not None)
+        connections = len(registry)
         send(self.spec.channel, Heartbeat(
-            requests=ctx.requests_served,
+            requests=registry.requests_served,
             connections=connections,
             in_flight=in_flight,
             stats=ctx.stats.snapshot(connections=connections, in_flight=in_flight),
@@ -368,14 +372,14 @@ class Worker:
         while True:
             await asyncio.sleep(1.0)
             now = self.loop.time()
-            for conn in list(ctx.connections):
+            for conn in self.registry:
                 conn.check_deadline(now)
             if os.getppid() != self.parent:
                 log.warning("Master process died; worker %d exiting", os.getpid())
                 self.stopped.set()
                 return
             if ctx.executor is not None:
-                for conn in watchdog.hung_requests(ctx.connections, config.timeout):
+                for conn in watchdog.hung_requests(self.registry, config.timeout):
                     watchdog.report_hung(conn, config.timeout)
                     conn.time_out()
                     self.recycle("timeout")
@@ -386,7 +390,8 @@ class Worker:
     async def _drain(self) -> None:
         """Stop accepting, let in-flight requests finish, close idle connections."""
         ctx = self.ctx
-        ctx.stopping = True
+        registry = self.registry
+        registry.stopping = True
         if self.spec.handoff_receive is not None:
             self.loop.remove_reader(self.spec.handoff_receive.fileno())
         for server in self.servers:
@@ -395,13 +400,13 @@ class Worker:
             os.close(fd)
         self.listen_fds = []
         deadline = self.loop.time() + self.spec.config.graceful_timeout
-        while (ctx.connections or ctx.handshaking) and self.loop.time() < deadline:
+        while (len(registry) or registry.handshaking) and self.loop.time() < deadline:
             now = self.loop.time()
-            for conn in list(ctx.connections):
+            for conn in registry:
                 conn.shutdown(now, self.patient)
             await asyncio.sleep(0.05)
         ctx.outbox.send_all()  # responses finished in this pass leave before anything is cut
-        for conn in list(ctx.connections):
+        for conn in registry:
             conn.abort()
         self._heartbeat()  # the last second's counts, before we go
         if ctx.executor is not None:

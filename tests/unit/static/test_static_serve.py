@@ -18,6 +18,7 @@ import pytest
 from corral.config.static import StaticRoute
 from corral.server.connection import HTTPConnection
 from corral.server.context import ServerContext
+from corral.server.registry import Registry
 from corral.static.serve import StaticMap
 from fake_transport import HIGH_WATER, FakeTransport
 
@@ -58,7 +59,7 @@ def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 def connect(loop: asyncio.AbstractEventLoop, root: Path) -> tuple[HTTPConnection, TLSLikeTransport]:
     ctx = ServerContext(app=app, loop=loop)
     ctx.static = StaticMap([StaticRoute("/static", str(root))], "", False)
-    conn = HTTPConnection(ctx)
+    conn = HTTPConnection(ctx, Registry())
     transport = TLSLikeTransport(conn, loop)
     conn.connection_made(transport)
     return conn, transport
