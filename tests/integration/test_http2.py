@@ -8,12 +8,15 @@ real client agrees.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import h2.errors
@@ -282,6 +285,44 @@ def test_preface_in_pieces() -> None:
         data = sock.recv(65536)
         assert data[3] == 4  # the server's SETTINGS frame: it speaks HTTP/2
         sock.close()
+
+
+# -- --timeout per stream ------------------------------------------------------------------
+
+HUNG_STACK = re.compile(r'ops_apps\.py", line \d+,? in deeply_asleep')
+
+
+def worker_status(sock: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "corral", "status", "--control-socket", sock, "--json"],
+        capture_output=True, text=True, timeout=10, check=True,
+    )
+    worker: dict[str, Any] = json.loads(done.stdout)["sites"][0]["workers"][0]
+    return worker
+
+
+def test_hung_stream_is_answered_504_and_its_worker_replaced(tmp_path: Path) -> None:
+    """As HTTP/1's (test_operations.py): the stack logged, 504, a graceful recycle; the
+    connection's other streams are served meanwhile, and the heartbeat counts the stream."""
+    sock = str(tmp_path / "ctl.sock")
+    options = ["--http2", "--threads", "4", "--timeout", "3", "--log-level", "debug", "--control-socket", sock]
+    with Server(["ops_apps:hangs", *options]) as srv, H2Client(srv.port, timeout=15) as client:
+        hang = client.request("/hang")
+        line = srv.wait_for(r"deeply asleep in \d+", 10)
+        assert line, srv.log()
+        stuck = int(line.split()[-1])
+        [nap] = client.wait(client.request("/nap?0.2"))
+        assert (nap.status, nap.body) == (200, str(stuck).encode())
+        deadline = time.monotonic() + 3
+        while worker_status(sock)["in_flight"] != 1:  # (the heartbeat comes once a second)
+            assert time.monotonic() < deadline, worker_status(sock)
+        [hung] = client.wait(hang, timeout=10)
+        assert hung.status == 504 and b"did not answer in time" in hung.body, hung
+        assert srv.wait_for(rf"Worker {stuck} of app is recycling \(timeout\)", 5), srv.log()
+        assert srv.wait_for(rf"Worker {stuck} exited", 10), srv.log()
+    log = srv.log()
+    assert re.search(r"Request GET /hang has run for [\d.]+s \(over --timeout 3s\)", log), log
+    assert HUNG_STACK.search(log), log
 
 
 # -- graceful stop -------------------------------------------------------------------------

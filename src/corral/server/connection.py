@@ -446,10 +446,14 @@ class HTTPConnection:
         elif not self._advancing:
             self._next()
 
-    def time_out(self) -> None:
-        """The app thread is hung (see watchdog.py): answer 504 if we still can, and close."""
+    def running(self) -> list[Exchange]:
+        """The watchdog's and the heartbeat's view: this connection's one exchange, if any."""
         ex = self.exchange
-        if ex is None or self.state.closed:
+        return [] if ex is None else [ex]
+
+    def time_out(self, ex: Exchange) -> None:
+        """The app thread is hung (see watchdog.py): answer 504 if we still can, and close."""
+        if ex is not self.exchange or self.state.closed:
             return
         self.ctx.stats.record(self.ctx.site_name, ex.request.method, 504, self.ctx.clock() - ex.started, 0, 0)
         if not ex.headers_sent:

@@ -30,15 +30,17 @@ WSGIApp = Callable[..., Any]
 class Connection(Protocol):
     """What the worker asks of every client connection, HTTP/1 (connection.py) or HTTP/2."""
 
-    @property
-    def exchange(self) -> Exchange | None:
-        """HTTP/1's request in flight (the watchdog, the heartbeat); HTTP/2 has none here."""
+    def running(self) -> list[Exchange]:
+        """The exchanges in flight (the watchdog, the heartbeat): HTTP/1's one, HTTP/2's streams'."""
+        ...
 
     def check_deadline(self, now: float) -> None: ...
 
     def shutdown(self, now: float, patient: bool = False) -> None: ...
 
-    def time_out(self) -> None: ...
+    def time_out(self, ex: Exchange) -> None:
+        """`ex`'s app thread is hung (watchdog.py): answer 504 if still possible, else cut it."""
+        ...
 
     def abort(self) -> None: ...
 

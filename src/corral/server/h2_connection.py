@@ -51,9 +51,6 @@ _MAX_STREAM_ID = (1 << 31) - 1
 class H2Connection:
     """The asyncio protocol of one HTTP/2 connection (by its methods, as HTTPConnection)."""
 
-    # The watchdog and the heartbeat look at `exchange` (HTTP/1's one request): none here.
-    exchange: Exchange | None = None
-
     def __init__(
         self,
         ctx: ServerContext,
@@ -429,9 +426,13 @@ class H2Connection:
         ctx.stats.record(ctx.site_name, stream.request.method, error.status, 0.0, 0, 0)
         if ctx.access_log is not None:
             ctx.access_log(None, error=error, peer=self.peer)
-        body = f"{error.status} {error.reason}\n{error.detail}\n".encode("latin-1", "replace")
+        self._answer(stream, error.status, error.reason, error.detail)
+
+    def _answer(self, stream: H2Stream, status: int, reason: str, detail: str) -> None:
+        """A short plain-text response in place of the app's, then the stream is done."""
+        body = f"{status} {reason}\n{detail}\n".encode("latin-1", "replace")
         headers = [
-            (b":status", str(error.status).encode()),
+            (b":status", str(status).encode()),
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
         ]
@@ -538,8 +539,27 @@ class H2Connection:
                 self.reset(stream, ErrorCodes.CANCEL)
         self._flush()
 
-    def time_out(self) -> None:
-        """(The watchdog's; it never names an HTTP/2 connection, whose `exchange` is None.)"""
+    def running(self) -> list[Exchange]:
+        """The watchdog's and the heartbeat's view: the exchange of every running stream."""
+        return [stream.exchange for stream in self.streams.values() if stream.exchange is not None]
+
+    def time_out(self, ex: Exchange) -> None:
+        """`ex`'s app thread is hung (watchdog.py): 504 on its stream if no head went out, else
+        a reset; the connection's other streams go on (the worker recycles meanwhile)."""
+        stream = self.streams.get(_stream_id(ex))
+        if stream is None or stream.exchange is not ex or stream.closed or self.closed:
+            return
+        ctx = self.ctx
+        ctx.stats.record(ctx.site_name, ex.request.method, 504, ctx.clock() - ex.started, 0, 0)
+        # The hung thread may still read its body and write: `timed_out` drops its writes
+        # (threaded.py), and the body is left to it rather than closed under its feet.
+        stream.exchange = None
+        stream.body = None
+        if ex.headers_sent:
+            self.reset(stream, ErrorCodes.INTERNAL_ERROR)
+        else:
+            self._answer(stream, 504, "Gateway Timeout", "The application did not answer in time.")
+        self._flush()
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
