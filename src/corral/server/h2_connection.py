@@ -305,7 +305,7 @@ class H2Connection:
         request = ex.request
         duration = ctx.clock() - ex.started
         ctx.outbox.after_app_call(duration)
-        ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
+        ctx.stats.record_h2(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
         if registry.requests_served == registry.recycle_at:
             registry.recycle("max-requests")
         if ctx.access_log is not None:
@@ -423,7 +423,7 @@ class H2Connection:
         """Answer a refused request on its stream; the rest of its body is not read."""
         log.info("Rejected HTTP/2 request from %s: %d %s", self.peer or "client", error.status, error.detail)
         ctx = self.ctx
-        ctx.stats.record(ctx.site_name, stream.request.method, error.status, 0.0, 0, 0)
+        ctx.stats.record_h2(ctx.site_name, stream.request.method, error.status, 0.0, 0, 0)
         if ctx.access_log is not None:
             ctx.access_log(None, error=error, peer=self.peer)
         self._answer(stream, error.status, error.reason, error.detail)
@@ -550,7 +550,7 @@ class H2Connection:
         if stream is None or stream.exchange is not ex or stream.closed or self.closed:
             return
         ctx = self.ctx
-        ctx.stats.record(ctx.site_name, ex.request.method, 504, ctx.clock() - ex.started, 0, 0)
+        ctx.stats.record_h2(ctx.site_name, ex.request.method, 504, ctx.clock() - ex.started, 0, 0)
         # The hung thread may still read its body and write: `timed_out` drops its writes
         # (threaded.py), and the body is left to it rather than closed under its feet.
         stream.exchange = None
