@@ -70,6 +70,8 @@ class ServerContext:
     tls: bool = False
     # --http2: a plain connection that opens with the HTTP/2 preface becomes an H2Connection.
     h2c: bool = False
+    # --http2 without --no-h2c-upgrade, on a plain listener: `Upgrade: h2c` switches (RFC 7540 3.2).
+    h2c_upgrade: bool = False
     access_log: Callable[..., None] | None = None
     # Which peers may say who the client is, and in which headers (--trusted-proxies, --proxy-headers).
     proxy: ProxyHeaders = field(default_factory=ProxyHeaders)

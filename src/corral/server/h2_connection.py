@@ -27,6 +27,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import GoAwayFrame
 
 from ..http import h2_guard
@@ -58,6 +59,7 @@ class H2Connection:
         initial: bytes = b"",
         peername: Any = None,
         inherited: tuple[dict[str, Any], str, bool] | None = None,
+        upgrade: tuple[bytes, Request] | None = None,
     ) -> None:
         self.ctx = ctx
         self.registry = registry  # the worker's: its open connections, requests served, draining
@@ -65,6 +67,9 @@ class H2Connection:
         self._peername = peername
         # An HTTP/1 connection switching to h2c hands over its environ, peer and trust.
         self._inherited = inherited
+        # `Upgrade: h2c` (RFC 7540 3.2): the client's HTTP2-Settings, and the request that
+        # asked for it, answered on stream 1 once our preface is out.
+        self._upgrade = upgrade
         self.transport: Any = None
         self.h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
@@ -112,11 +117,27 @@ class H2Connection:
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
-        h2conn.initiate_connection()
+        upgrade = self._upgrade
+        if upgrade is None:
+            h2conn.initiate_connection()
+        else:
+            try:
+                h2conn.initiate_upgrade_connection(upgrade[0])  # (stream 1 half-closed: its request is in)
+            except (h2.exceptions.ProtocolError, HyperframeError) as exc:
+                log.info("Bad HTTP2-Settings from %s: %s", self.peer or "client", exc)
+                self._end(ErrorCodes.PROTOCOL_ERROR, "bad HTTP2-Settings")
+                return
         # Enforced from the first HEADERS on (h2 applies settings once acknowledged).
         h2conn.decoder.max_header_list_size = list_size
         h2conn.increment_flow_control_window(h2_guard.CONNECTION_WINDOW - 65535)
         self._flush()
+        if upgrade is not None:
+            self._upgrade = None
+            self._seen_stream = True
+            request = upgrade[1]
+            request.complete = True
+            stream = self.streams[1] = H2Stream(self, 1, request)
+            self._start(stream)
         if self._initial:
             initial, self._initial = self._initial, b""
             self.data_received(initial)

@@ -7,8 +7,16 @@ from typing import Any
 import pytest
 
 from corral.http.errors import HTTPError
-from corral.http.h2_messages import PREFACE, build_request, preface_bytes, response_headers
+from corral.http.h2_messages import (
+    PREFACE,
+    build_request,
+    preface_bytes,
+    response_headers,
+    upgrade_settings,
+    upgraded_request,
+)
 from corral.http.limits import Limits
+from corral.http.request import Request
 from corral.wsgi.environ import request_environ
 from corral.wsgi.input import EMPTY_INPUT
 from corral.wsgi.response import AppError, Response
@@ -167,3 +175,66 @@ def test_preface_bytes_in_any_split() -> None:
         assert preface_bytes(PREFACE[cut:]) == PREFACE
     assert preface_bytes(PREFACE + b"\x00\x00") == PREFACE + b"\x00\x00"  # frames after it are kept
     assert preface_bytes(b"GET / HTTP/1.1\r\n\r\n") is None
+
+
+# -- Upgrade: h2c (RFC 7540 3.2) -----------------------------------------------------------------
+
+
+def http1(*fields: tuple[bytes, bytes], version: str = "1.1") -> Request:
+    request = Request()
+    request.version = version
+    request.method = "GET"
+    request.headers = [(b"Host", b"t"), *fields]
+    return request
+
+
+ASKS = (
+    (b"Connection", b"Upgrade, HTTP2-Settings"),
+    (b"Upgrade", b"h2c"),
+    (b"HTTP2-Settings", b"AAMAAABkAAQCAAAAAAIAAAAA"),
+)
+
+
+def test_an_h2c_upgrade_request_gives_its_settings() -> None:
+    assert upgrade_settings(http1(*ASKS)) == b"AAMAAABkAAQCAAAAAAIAAAAA"
+    assert (
+        upgrade_settings(http1((b"connection", b"http2-settings , UPGRADE"), (b"upgrade", b"H2C"), ASKS[2]))
+        == ASKS[2][1]
+    )
+    assert upgrade_settings(http1(ASKS[0], (b"Upgrade", b"websocket, h2c"), ASKS[2])) == ASKS[2][1]
+    assert upgrade_settings(http1(ASKS[0], ASKS[1], (b"HTTP2-Settings", b""))) == b""  # no settings: the defaults
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        http1(ASKS[1], ASKS[2]),  # no Connection
+        http1((b"Connection", b"Upgrade"), ASKS[1], ASKS[2]),  # HTTP2-Settings not in Connection
+        http1(ASKS[0], (b"Upgrade", b"websocket"), ASKS[2]),
+        http1(ASKS[0], ASKS[1]),  # no HTTP2-Settings
+        http1(*ASKS, ASKS[2]),  # two
+        http1(ASKS[0], ASKS[1], (b"HTTP2-Settings", b"AAMAAAB")),  # not whole settings
+        http1(ASKS[0], ASKS[1], (b"HTTP2-Settings", b"AAMA*ABk")),  # not base64url
+        http1(*ASKS, version="1.0"),
+    ],
+    ids=[
+        "no-connection",
+        "connection-lacks-settings",
+        "websocket",
+        "no-settings",
+        "two-settings",
+        "partial",
+        "not-base64",
+        "http-1.0",
+    ],
+)
+def test_requests_that_do_not_qualify_for_h2c(request_: Request) -> None:
+    assert upgrade_settings(request_) is None
+
+
+def test_the_upgraded_request_is_stream_1s() -> None:
+    request = upgraded_request(http1(*ASKS, (b"Keep-Alive", b"5"), (b"Cookie", b"a=1")))
+    assert request.version == "2"
+    assert request.headers == [(b"Host", b"t"), (b"Cookie", b"a=1")]
+    env = request_environ({}, request, EMPTY_INPUT)  # type: ignore[arg-type]
+    assert env["SERVER_PROTOCOL"] == "HTTP/2" and "HTTP_UPGRADE" not in env
