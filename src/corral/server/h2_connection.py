@@ -572,10 +572,8 @@ class H2Connection:
             return
         ctx = self.ctx
         ctx.stats.record_h2(ctx.site_name, ex.request.method, 504, ctx.clock() - ex.started, 0, 0)
-        # The hung thread may still read its body and write: `timed_out` drops its writes
-        # (threaded.py), and the body is left to it rather than closed under its feet.
-        stream.exchange = None
-        stream.body = None
+        # The stream is dropped with its exchange still on it: `_drop` marks it aborted and
+        # wakes its thread, which then stops at its next write (as HTTP/1's lost connection).
         if ex.headers_sent:
             self.reset(stream, ErrorCodes.INTERNAL_ERROR)
         else:
