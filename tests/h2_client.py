@@ -33,7 +33,12 @@ class H2Client:
         settings: dict[int, int] | None = None,
         auto_ack: bool = True,
         timeout: float = 5.0,
+        upgrade: bytes | None = None,
     ) -> None:
+        """`upgrade`: an HTTP/1.1 request head to send with `Upgrade: h2c` (RFC 7540 3.2) instead
+        of the preface; its fields end with CRLF, the upgrade's own are added. `self.switch` is
+        then the server's answer to it up to the end of its head; a 101 makes its response
+        stream 1's."""
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if context is not None:
             context.set_alpn_protocols(["h2"])
@@ -46,15 +51,37 @@ class H2Client:
         if settings:
             self.conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
         self.auto_ack = auto_ack
-        self.conn.initiate_connection()
         self.replies: dict[int, Reply] = {}
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.closed = False
         self.settings_seen = False
+        self.switch = b""
+        if upgrade is not None:
+            encoded = self.conn.initiate_upgrade_connection()  # (our preface waits for the 101)
+            assert encoded is not None
+            asks = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: " + encoded
+            self.sock.sendall(upgrade + asks + b"\r\n\r\n")
+            self.switch = self._read_head(timeout)
+            if not self.switch.startswith(b"HTTP/1.1 101 "):
+                return  # answered over HTTP/1.1: the caller reads the rest from self.sock
+            self.replies[1] = Reply()
+        else:
+            self.conn.initiate_connection()
         self.flush()
         deadline = time.monotonic() + timeout
         while not self.settings_seen and time.monotonic() < deadline:  # the server's SETTINGS first
             self.read_events(deadline - time.monotonic())
+
+    def _read_head(self, timeout: float) -> bytes:
+        """The HTTP/1.1 answer's bytes up to its blank line (one at a time: what follows is HTTP/2)."""
+        self.sock.settimeout(timeout)
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            byte = self.sock.recv(1)
+            if not byte:
+                break
+            head += byte
+        return head
 
     def flush(self) -> None:
         data = self.conn.data_to_send()

@@ -8,12 +8,15 @@ real client agrees.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import h2.errors
@@ -23,7 +26,7 @@ from hpack import Decoder, Encoder
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
 from h2_client import H2Client
-from helpers import Server
+from helpers import Server, parse_response
 from http_client import get
 from tls_pki import PKI
 
@@ -263,6 +266,52 @@ def test_max_concurrent_streams(server: Server) -> None:
     assert goaway_of(sock) == h2.errors.ErrorCodes.PROTOCOL_ERROR
 
 
+# -- Upgrade: h2c (RFC 7540 3.2) ----------------------------------------------------------------
+
+UPGRADE_GET = b"GET /environ/up?y=1 HTTP/1.1\r\nHost: example.test\r\nCookie: a=1\r\n"
+
+
+def test_upgrade_h2c_answers_on_stream_1_then_speaks_http2(server: Server) -> None:
+    with H2Client(server.port, upgrade=UPGRADE_GET) as client:
+        assert client.switch.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), client.switch
+        assert b"\r\nUpgrade: h2c\r\n" in client.switch and b"\r\nConnection: Upgrade\r\n" in client.switch
+        [first] = client.wait(1)
+        [second] = client.wait(client.request("/environ?n=2"))
+    assert first.status == 200 and second.status == 200
+    env = environ(first)
+    assert env["SERVER_PROTOCOL"] == "HTTP/2"
+    assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/environ/up", "y=1")
+    assert env["HTTP_HOST"] == "example.test" and env["HTTP_COOKIE"] == "a=1"
+    assert not {"HTTP_UPGRADE", "HTTP_CONNECTION", "HTTP_HTTP2_SETTINGS"} & set(env), env  # the upgrade's own
+    assert environ(second)["QUERY_STRING"] == "n=2"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",  # no HTTP2-Settings
+        b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: not*base64\r\n\r\n",
+        b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: websocket\r\n"
+        b"HTTP2-Settings: AAMAAABk\r\n\r\n",
+        b"GET /environ HTTP/1.0\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABk\r\n\r\n",
+    ],
+    ids=["no-settings", "bad-settings", "not-h2c", "http-1.0"],
+)
+def test_an_upgrade_that_does_not_qualify_is_answered_over_http1(server: Server, head: bytes) -> None:
+    status, headers, _ = parse_response(server.request(head))[:3]
+    assert status == 200 and headers.get("connection") == "close", headers
+
+
+def test_no_h2c_upgrade_answers_over_http1() -> None:
+    with Server([APP, "--http2", "--no-h2c-upgrade"]) as srv, H2Client(srv.port, upgrade=UPGRADE_GET) as client:
+        assert client.switch.startswith(b"HTTP/1.1 200 "), client.switch
+        # Prior knowledge still works.
+        with H2Client(srv.port) as prior:
+            assert prior.get("/environ").status == 200
+
+
 def test_preface_without_http2_is_505() -> None:
     with Server([APP]) as srv:
         reply = srv.request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
@@ -282,6 +331,44 @@ def test_preface_in_pieces() -> None:
         data = sock.recv(65536)
         assert data[3] == 4  # the server's SETTINGS frame: it speaks HTTP/2
         sock.close()
+
+
+# -- --timeout per stream ------------------------------------------------------------------
+
+HUNG_STACK = re.compile(r'ops_apps\.py", line \d+,? in deeply_asleep')
+
+
+def worker_status(sock: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "corral", "status", "--control-socket", sock, "--json"],
+        capture_output=True, text=True, timeout=10, check=True,
+    )
+    worker: dict[str, Any] = json.loads(done.stdout)["sites"][0]["workers"][0]
+    return worker
+
+
+def test_hung_stream_is_answered_504_and_its_worker_replaced(tmp_path: Path) -> None:
+    """As HTTP/1's (test_operations.py): the stack logged, 504, a graceful recycle; the
+    connection's other streams are served meanwhile, and the heartbeat counts the stream."""
+    sock = str(tmp_path / "ctl.sock")
+    options = ["--http2", "--threads", "4", "--timeout", "3", "--log-level", "debug", "--control-socket", sock]
+    with Server(["ops_apps:hangs", *options]) as srv, H2Client(srv.port, timeout=15) as client:
+        hang = client.request("/hang")
+        line = srv.wait_for(r"deeply asleep in \d+", 10)
+        assert line, srv.log()
+        stuck = int(line.split()[-1])
+        [nap] = client.wait(client.request("/nap?0.2"))
+        assert (nap.status, nap.body) == (200, str(stuck).encode())
+        deadline = time.monotonic() + 3
+        while worker_status(sock)["in_flight"] != 1:  # (the heartbeat comes once a second)
+            assert time.monotonic() < deadline, worker_status(sock)
+        [hung] = client.wait(hang, timeout=10)
+        assert hung.status == 504 and b"did not answer in time" in hung.body, hung
+        assert srv.wait_for(rf"Worker {stuck} of app is recycling \(timeout\)", 5), srv.log()
+        assert srv.wait_for(rf"Worker {stuck} exited", 10), srv.log()
+    log = srv.log()
+    assert re.search(r"Request GET /hang has run for [\d.]+s \(over --timeout 3s\)", log), log
+    assert HUNG_STACK.search(log), log
 
 
 # -- graceful stop -------------------------------------------------------------------------
@@ -384,6 +471,16 @@ def test_curl_http2(pki: PKI) -> None:
     with Server([APP, "--http2"]) as plain:
         out = subprocess.run(
             [CURL, "-sS", "--http2-prior-knowledge", "-d", "hello", f"http://127.0.0.1:{plain.port}/echo"],
+            capture_output=True, text=True, timeout=10,
+        )
+        assert out.stdout == "hello", out.stderr
+        out = subprocess.run(  # --http2 on http://: curl asks with Upgrade: h2c
+            [CURL, "-sS", "--http2", "-w", "%{http_version}", "-o", "/dev/null", f"http://127.0.0.1:{plain.port}/environ"],
+            capture_output=True, text=True, timeout=10,
+        )
+        assert out.stdout == "2", out.stderr
+        out = subprocess.run(  # with a body the upgrade is ignored (RFC 7540 3.2): HTTP/1.1, not 501
+            [CURL, "-sS", "--http2", "-d", "hello", f"http://127.0.0.1:{plain.port}/echo"],
             capture_output=True, text=True, timeout=10,
         )
         assert out.stdout == "hello", out.stderr

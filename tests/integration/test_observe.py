@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from corral.observe.httpd import MetricsServer, parse_address
 from corral.observe.state import MasterStats, ServerState
 from corral.observe.stats import WorkerStats
+from h2_client import H2Client
 from helpers import Server
 from http_client import request
 
@@ -288,3 +289,29 @@ def test_real_server_metrics_after_known_traffic(serve) -> None:  # type: ignore
     assert found.get(key) == 7
     assert found[("corral_workers", frozenset({"site": "main", "state": "ready"}.items()))] == 2
     assert found[("corral_response_body_bytes_total", frozenset({"site": "main"}.items()))] == 7 * 13
+
+
+def test_real_server_metrics_by_protocol(serve) -> None:  # type: ignore[no-untyped-def]
+    """HTTP/1.1 and h2c requests to one server, counted apart (and both in corral_requests_total)."""
+    server = serve("basic:hello", "--http2", "--metrics-bind", "127.0.0.1:0")
+    line = server.wait_for(r"Metrics and health checks at http://\S+:(\d+)/metrics", 2)
+    assert line is not None
+    address = ("127.0.0.1", int(re.search(r":(\d+)/metrics", line).group(1)))  # type: ignore[union-attr]
+    for _ in range(2):
+        assert server.request(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    with H2Client(server.port) as client:
+        replies = client.wait(*[client.request("/") for _ in range(3)])
+    assert [reply.status for reply in replies] == [200] * 3
+    keys = {
+        protocol: ("corral_requests_by_protocol_total", frozenset({"site": "main", "protocol": protocol}.items()))
+        for protocol in ("http/1.1", "h2")
+    }
+    total = ("corral_requests_total", frozenset({"site": "main", "method": "GET", "status_class": "2xx"}.items()))
+    found: dict = {}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # heartbeats carry the counters once a second
+        found = samples(request(address, "/metrics")[2])
+        if found.get(total) == 5:
+            break
+        time.sleep(0.1)
+    assert (found.get(keys["http/1.1"]), found.get(keys["h2"]), found.get(total)) == (2, 3, 5), found

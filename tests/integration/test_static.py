@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from h2_client import H2Client
 from helpers import Server, parse_head
 
 CSS = b"body { color: #333 }\n" * 20
@@ -309,3 +310,45 @@ def test_symlinks_out_of_the_root_when_allowed(root: Path) -> None:
     with Server(["basic:hello", "--static", f"/static={root}", "--static-follow-symlinks"]) as server:
         status, _, body = exchange(server, get("/static/leak.txt"))
         assert status == 200 and body == b"outside\n"
+
+
+# -- over HTTP/2 ---------------------------------------------------------------------------
+
+
+def test_over_http2_ranges_304_and_big_files(root: Path) -> None:
+    """The same map on HTTP/2 streams (h2c): DATA frames paced by the windows, no sendfile."""
+    with Server(["basic:hello", "--http2", "--static", f"/static={root}"]) as srv, H2Client(srv.port) as client:
+        full = client.get("/static/css/app.css")
+        assert full.status == 200 and full.body == CSS
+        assert full.headers["content-type"] == "text/css; charset=utf-8"
+        assert full.headers["content-length"] == str(len(CSS)) and full.headers["accept-ranges"] == "bytes"
+        assert not {"connection", "transfer-encoding", "keep-alive"} & set(full.headers)
+        etag, modified = full.headers["etag"], full.headers["last-modified"]
+        sids = [
+            client.request("/static/css/app.css", headers=[("if-none-match", etag)]),
+            client.request("/static/css/app.css", headers=[("if-modified-since", modified)]),
+            client.request("/static/big.bin", headers=[("range", "bytes=1000-1999")]),
+            client.request("/static/big.bin", headers=[("range", "bytes=-100")]),
+            client.request("/static/big.bin", headers=[("range", f"bytes={len(BIG)}-")]),
+            client.request("/static/big.bin", headers=[("range", "bytes=0-9"), ("if-range", '"old"')]),
+            client.request("/static/big.bin"),
+            client.request("/static/big.bin", method="HEAD"),
+            client.request("/static/css/app.css", headers=[("accept-encoding", "gzip")]),
+            client.request("/static/.env"),
+            client.request("/"),
+        ]
+        etag304, date304, part, suffix, unsatisfiable, if_range, whole, head, gz, hidden, app = client.wait(
+            *sids, timeout=10
+        )
+    assert (etag304.status, etag304.body, date304.status) == (304, b"", 304)
+    assert etag304.headers["etag"] == etag and "content-length" not in etag304.headers
+    assert part.status == 206 and part.body == BIG[1000:2000]
+    assert part.headers["content-range"] == f"bytes 1000-1999/{len(BIG)}"
+    assert suffix.status == 206 and suffix.body == BIG[-100:]
+    assert unsatisfiable.status == 416 and unsatisfiable.headers["content-range"] == f"bytes */{len(BIG)}"
+    assert if_range.status == 200 and len(if_range.body) == len(BIG)
+    assert whole.status == 200 and hashlib.sha256(whole.body).digest() == hashlib.sha256(BIG).digest()
+    assert head.status == 200 and head.body == b"" and head.headers["content-length"] == str(len(BIG))
+    assert gz.headers["content-encoding"] == "gzip" and gzip.decompress(gz.body) == CSS
+    assert hidden.status == 404
+    assert app.status == 200 and app.body.startswith(b"Hello")

@@ -218,6 +218,11 @@ class Config:
         "Do not offer HTTP/2 to TLS clients (ALPN then offers only http/1.1).",
         values.parse_bool,
     )
+    no_h2c_upgrade: bool = setting(
+        False,
+        "With --http2, refuse the HTTP/1.1 'Upgrade: h2c' dance (h2c with prior knowledge only).",
+        values.parse_bool,
+    )
     workers: int = setting(1, "Worker processes.", values.parse_positive_int, short="-w", metavar="N")
     threads: int = setting(
         1,

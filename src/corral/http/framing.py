@@ -239,3 +239,24 @@ def without_empty_te_elements(head: bytes) -> bytes | None:
                 lines[index] = name + b": " + b", ".join(kept)
                 changed = True
     return b"\r\n".join(lines) if changed else None
+
+
+def without_h2c_upgrade(head: bytes) -> bytes | None:
+    """The head without its Upgrade field when that offers only h2c, else None.
+
+    RFC 7540 3.2: a server may ignore an upgrade. One to h2c on a request with a body (curl
+    --http2 -d on http://) is served as plain HTTP/1.1 rather than refused: llhttp, shown
+    the head without Upgrade, reads the body as for any request.
+    """
+    lines = head.split(b"\r\n")
+    kept = []
+    h2c = False
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if colon and name.lower() == b"upgrade":
+            if [token.strip(b" \t").lower() for token in value.split(b",")] != [b"h2c"]:
+                return None
+            h2c = True
+            continue
+        kept.append(line)
+    return b"\r\n".join(kept) if h2c else None

@@ -17,11 +17,16 @@ was built and checked by us (no CR or LF inside a value), so reading it back is 
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from .errors import BadRequest, ContentTooLarge, HeaderFieldsTooLarge, NotImplementedByServer, URITooLong
 from .limits import Limits
 from .request import Request
 
 HEAD_END = b"\r\n\r\n"
+# What an HTTP/1.1 request asking for h2c carries that the HTTP/2 request may not (RFC 9113 8.2.2).
+_UPGRADE_FIELDS = frozenset((b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection"))
 
 
 def build_request(headers: list[tuple[bytes, bytes]], limits: Limits) -> Request:
@@ -93,6 +98,43 @@ def response_headers(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
             name, _, value = line.partition(b": ")
             headers.append((name.lower(), value))
     return int(status), headers
+
+
+def upgrade_settings(request: Request) -> bytes | None:
+    """The HTTP2-Settings of an HTTP/1.1 request that asks to switch to h2c (RFC 7540 3.2), else None.
+
+    It must name h2c in Upgrade, list both Upgrade and HTTP2-Settings in Connection, and
+    carry exactly one HTTP2-Settings: base64url of whole SETTINGS entries (6 bytes each).
+    A request that does not qualify is simply answered over HTTP/1.1.
+    """
+    if request.version != "1.1" or request.has_body:
+        return None
+    upgrade = False
+    connection: set[bytes] = set()
+    settings: list[bytes] = []
+    for name, value in request.headers:
+        lower = name.lower()
+        if lower == b"upgrade":
+            upgrade = upgrade or b"h2c" in {token.strip().lower() for token in value.split(b",")}
+        elif lower == b"connection":
+            connection.update(token.strip().lower() for token in value.split(b","))
+        elif lower == b"http2-settings":
+            settings.append(value.strip())
+    if not upgrade or not {b"upgrade", b"http2-settings"} <= connection or len(settings) != 1:
+        return None
+    try:
+        payload = base64.b64decode(settings[0], altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return settings[0] if len(payload) % 6 == 0 else None
+
+
+def upgraded_request(request: Request) -> Request:
+    """The upgrade request as stream 1's (RFC 7540 3.2): HTTP/2, without the upgrade's fields."""
+    request.version = "2"
+    request.headers = [(name, value) for name, value in request.headers if name.lower() not in _UPGRADE_FIELDS]
+    request.keep_alive = True
+    return request
 
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4

@@ -49,6 +49,7 @@ from .framing import (
     percent_encode_high_bytes,
     request_line,
     without_empty_te_elements,
+    without_h2c_upgrade,
 )
 from .limits import Limits
 from .request import BodySink, Request
@@ -361,8 +362,12 @@ class RequestParser:
         try:
             self._parser.feed_data(head)
         except httptools.HttpParserUpgrade:
-            self._upgrade(request)
-            return
+            fixed = without_h2c_upgrade(head) if request.has_body and not retried else None
+            if fixed is None:
+                self._upgrade(request)
+                return
+            if self.ready and self.ready[-1] is request:
+                self.ready.pop()
         except httptools.HttpParserError as exc:
             fixed = None
             if type(exc) is httptools.HttpParserError and str(exc) == _TE_REASON and not retried:

@@ -37,6 +37,10 @@ class StateCollector(Collector):
             "corral_requests", "Responses sent, by site, method and status class.",
             labels=["site", "method", "status_class"],
         )
+        by_protocol = CounterMetricFamily(
+            "corral_requests_by_protocol", "Responses sent, by site and protocol (http/1.1 or h2).",
+            labels=["site", "protocol"],
+        )
         duration = HistogramMetricFamily(
             "corral_request_duration_seconds",
             "Time from the request head being parsed to the response handed to the socket.",
@@ -74,6 +78,8 @@ class StateCollector(Collector):
             for method, by_class in sorted(stats["requests"].items()):
                 for status_class, count in sorted(by_class.items()):
                     requests.add_metric([name, method, status_class], count)
+            for protocol in ("http/1.1", "h2"):
+                by_protocol.add_metric([name, protocol], stats.get("protocols", {}).get(protocol, 0))
             histogram = stats["duration"]
             duration.add_metric([name], list(zip(_LE, histogram["buckets"], strict=True)), histogram["sum"])
             bytes_in.add_metric([name], stats["bytes_in"])
@@ -89,7 +95,7 @@ class StateCollector(Collector):
             for cause in sorted(set(CAUSES) | set(site.restarts)):
                 restarts.add_metric([name, cause], site.restarts.get(cause, 0))
             ready.add_metric([name], 1 if site.ready else 0)
-        yield from (requests, duration, bytes_in, bytes_out, connections, open_connections, in_flight)
+        yield from (requests, by_protocol, duration, bytes_in, bytes_out, connections, open_connections, in_flight)
         yield from (workers, desired, rss, rss_max, restarts, ready)
         yield GaugeMetricFamily("corral_start_time_seconds", "When the master started (Unix time).", state.started)
 

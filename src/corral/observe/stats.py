@@ -31,7 +31,7 @@ SNAPSHOT_VERSION = 1
 
 
 class _SiteCounters:
-    __slots__ = ("requests", "buckets", "duration_sum", "bytes_in", "bytes_out")
+    __slots__ = ("requests", "buckets", "duration_sum", "bytes_in", "bytes_out", "h2")
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, int], int] = {}  # (method, status // 100) -> count
@@ -39,6 +39,7 @@ class _SiteCounters:
         self.duration_sum = 0.0
         self.bytes_in = 0
         self.bytes_out = 0
+        self.h2 = 0  # of the requests, those over HTTP/2 (the rest are HTTP/1.x)
 
 
 class WorkerStats:
@@ -61,6 +62,11 @@ class WorkerStats:
         counters.bytes_in += bytes_in
         counters.bytes_out += bytes_out
 
+    def record_h2(self, site: str, method: str, status: int, duration: float, bytes_in: int, bytes_out: int) -> None:
+        """`record` for a response on an HTTP/2 stream: HTTP/1's path pays nothing for the split."""
+        self.record(site, method, status, duration, bytes_in, bytes_out)
+        self._sites[site].h2 += 1
+
     def opened(self) -> None:
         """Count one accepted connection (call from connection_made)."""
         self.connections_total += 1
@@ -79,7 +85,10 @@ class WorkerStats:
              "sites": {"blog": {"requests": {"GET": {"2xx": 10, "4xx": 1}},
                                 "duration": {"buckets": [cumulative counts, one per BUCKETS bound, then +Inf],
                                              "sum": 0.42, "count": 11},
-                                "bytes_in": 0, "bytes_out": 5120}}}
+                                "bytes_in": 0, "bytes_out": 5120,
+                                "protocols": {"http/1.1": 9, "h2": 2}}}}
+
+        ("http/1.1" counts HTTP/1.0 too: what HTTP/2 is not.)
         """
         sites: dict[str, Any] = {}
         for name, counters in self._sites.items():
@@ -99,6 +108,7 @@ class WorkerStats:
                 "duration": {"buckets": cumulative, "sum": counters.duration_sum, "count": running},
                 "bytes_in": counters.bytes_in,
                 "bytes_out": counters.bytes_out,
+                "protocols": {"http/1.1": running - counters.h2, "h2": counters.h2},
             }
         return {
             "v": SNAPSHOT_VERSION,
@@ -116,6 +126,7 @@ def empty_site() -> dict[str, Any]:
         "duration": {"buckets": [0] * (len(BUCKETS) + 1), "sum": 0.0, "count": 0},
         "bytes_in": 0,
         "bytes_out": 0,
+        "protocols": {},
     }
 
 
@@ -134,3 +145,6 @@ def add_site(total: dict[str, Any], other: dict[str, Any]) -> None:
         duration["count"] += int(theirs.get("count", 0))
     total["bytes_in"] += int(other.get("bytes_in", 0))
     total["bytes_out"] += int(other.get("bytes_out", 0))
+    protocols = total.setdefault("protocols", {})
+    for protocol, count in other.get("protocols", {}).items():
+        protocols[protocol] = protocols.get(protocol, 0) + int(count)

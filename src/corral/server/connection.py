@@ -40,7 +40,7 @@ from ..http.connection_state import IDLE as IDLE
 from ..http.connection_state import NONE as NONE
 from ..http.connection_state import SEND as SEND
 from ..http.errors import HTTP2Preface, HTTPError, RequestTimeout
-from ..http.h2_messages import preface_bytes
+from ..http.h2_messages import preface_bytes, upgrade_settings, upgraded_request
 from ..http.parser import RequestParser
 from ..http.request import BodySink, Request
 from ..wsgi.environ import connection_environ, proxy_headers_in, request_environ
@@ -60,6 +60,7 @@ log = logging.getLogger("corral.error")
 _MAX_QUEUED = 16
 _WRITE_HIGH_WATER = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
 _HANDOFF_RECHECK = 0.002  # seconds between checks that a response has left before a handoff
 
 
@@ -153,17 +154,36 @@ class HTTPConnection:
         initial = preface_bytes(data)
         if initial is None:
             return False
+        self._hand_to_h2(initial, None)
+        return True
+
+    def _upgrade_to_h2c(self, request: Request) -> bool:
+        """--http2: `Upgrade: h2c` (RFC 7540 3.2) is answered 101, then on HTTP/2's stream 1."""
+        if self.parser.ready or self._raw is not None:
+            return False
+        settings = upgrade_settings(request)
+        if settings is None:
+            return False  # answered over HTTP/1.1, then closed, as any other Upgrade request
+        held = self.transport
+        held.flush()  # earlier responses on this connection leave before the 101
+        held.transport.write(_SWITCHING_TO_H2C)
+        self._hand_to_h2(b"", (settings, upgraded_request(request)))
+        return True
+
+    def _hand_to_h2(self, initial: bytes, upgrade: tuple[bytes, Request] | None) -> None:
         from .h2_connection import H2Connection  # only now: HTTP/1-only servers never import h2
 
         self.state.closing()  # this protocol is done with the transport: the H2Connection has it
         self.state.lost()
         self.registry.discard(self)
-        transport = self.transport.transport  # (nothing was written: no held bytes to send first)
+        transport = self.transport.transport
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
         inherited = (self._base_environ, self.peer, self._peer_trusted)
-        h2c = H2Connection(self.ctx, self.registry, initial, inherited=inherited)
+        h2c = H2Connection(self.ctx, self.registry, initial, inherited=inherited, upgrade=upgrade)
         transport.set_protocol(h2c)
         h2c.connection_made(transport)
-        return True
 
     def _track_partial_request(self, exchange: Exchange | None) -> None:
         """Part of a request has arrived: its head or body now runs against a deadline."""
@@ -246,7 +266,10 @@ class HTTPConnection:
             if step == START:
                 if self._reroute_to is not None:
                     return  # handed on with the rest once the handoff goes through
-                self._start(ready.popleft())
+                request = ready.popleft()
+                if parser.upgraded and self.ctx.h2c_upgrade and self._upgrade_to_h2c(request):
+                    return  # this protocol is done: the request runs as HTTP/2's stream 1
+                self._start(request)
             elif step == WAIT:
                 # Not on draining: this response may have gone out as keep-alive, and the
                 # client may be sending its next request already; shutdown() closes idle
@@ -446,10 +469,14 @@ class HTTPConnection:
         elif not self._advancing:
             self._next()
 
-    def time_out(self) -> None:
-        """The app thread is hung (see watchdog.py): answer 504 if we still can, and close."""
+    def running(self) -> list[Exchange]:
+        """The watchdog's and the heartbeat's view: this connection's one exchange, if any."""
         ex = self.exchange
-        if ex is None or self.state.closed:
+        return [] if ex is None else [ex]
+
+    def time_out(self, ex: Exchange) -> None:
+        """The app thread is hung (see watchdog.py): answer 504 if we still can, and close."""
+        if ex is not self.exchange or self.state.closed:
             return
         self.ctx.stats.record(self.ctx.site_name, ex.request.method, 504, self.ctx.clock() - ex.started, 0, 0)
         if not ex.headers_sent:

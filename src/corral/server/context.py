@@ -30,15 +30,17 @@ WSGIApp = Callable[..., Any]
 class Connection(Protocol):
     """What the worker asks of every client connection, HTTP/1 (connection.py) or HTTP/2."""
 
-    @property
-    def exchange(self) -> Exchange | None:
-        """HTTP/1's request in flight (the watchdog, the heartbeat); HTTP/2 has none here."""
+    def running(self) -> list[Exchange]:
+        """The exchanges in flight (the watchdog, the heartbeat): HTTP/1's one, HTTP/2's streams'."""
+        ...
 
     def check_deadline(self, now: float) -> None: ...
 
     def shutdown(self, now: float, patient: bool = False) -> None: ...
 
-    def time_out(self) -> None: ...
+    def time_out(self, ex: Exchange) -> None:
+        """`ex`'s app thread is hung (watchdog.py): answer 504 if still possible, else cut it."""
+        ...
 
     def abort(self) -> None: ...
 
@@ -68,6 +70,8 @@ class ServerContext:
     tls: bool = False
     # --http2: a plain connection that opens with the HTTP/2 preface becomes an H2Connection.
     h2c: bool = False
+    # --http2 without --no-h2c-upgrade, on a plain listener: `Upgrade: h2c` switches (RFC 7540 3.2).
+    h2c_upgrade: bool = False
     access_log: Callable[..., None] | None = None
     # Which peers may say who the client is, and in which headers (--trusted-proxies, --proxy-headers).
     proxy: ProxyHeaders = field(default_factory=ProxyHeaders)

@@ -27,6 +27,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import GoAwayFrame
 
 from ..http import h2_guard
@@ -51,9 +52,6 @@ _MAX_STREAM_ID = (1 << 31) - 1
 class H2Connection:
     """The asyncio protocol of one HTTP/2 connection (by its methods, as HTTPConnection)."""
 
-    # The watchdog and the heartbeat look at `exchange` (HTTP/1's one request): none here.
-    exchange: Exchange | None = None
-
     def __init__(
         self,
         ctx: ServerContext,
@@ -61,6 +59,7 @@ class H2Connection:
         initial: bytes = b"",
         peername: Any = None,
         inherited: tuple[dict[str, Any], str, bool] | None = None,
+        upgrade: tuple[bytes, Request] | None = None,
     ) -> None:
         self.ctx = ctx
         self.registry = registry  # the worker's: its open connections, requests served, draining
@@ -68,6 +67,9 @@ class H2Connection:
         self._peername = peername
         # An HTTP/1 connection switching to h2c hands over its environ, peer and trust.
         self._inherited = inherited
+        # `Upgrade: h2c` (RFC 7540 3.2): the client's HTTP2-Settings, and the request that
+        # asked for it, answered on stream 1 once our preface is out.
+        self._upgrade = upgrade
         self.transport: Any = None
         self.h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
@@ -115,11 +117,27 @@ class H2Connection:
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
-        h2conn.initiate_connection()
+        upgrade = self._upgrade
+        if upgrade is None:
+            h2conn.initiate_connection()
+        else:
+            try:
+                h2conn.initiate_upgrade_connection(upgrade[0])  # (stream 1 half-closed: its request is in)
+            except (h2.exceptions.ProtocolError, HyperframeError) as exc:
+                log.info("Bad HTTP2-Settings from %s: %s", self.peer or "client", exc)
+                self._end(ErrorCodes.PROTOCOL_ERROR, "bad HTTP2-Settings")
+                return
         # Enforced from the first HEADERS on (h2 applies settings once acknowledged).
         h2conn.decoder.max_header_list_size = list_size
         h2conn.increment_flow_control_window(h2_guard.CONNECTION_WINDOW - 65535)
         self._flush()
+        if upgrade is not None:
+            self._upgrade = None
+            self._seen_stream = True
+            request = upgrade[1]
+            request.complete = True
+            stream = self.streams[1] = H2Stream(self, 1, request)
+            self._start(stream)
         if self._initial:
             initial, self._initial = self._initial, b""
             self.data_received(initial)
@@ -308,7 +326,7 @@ class H2Connection:
         request = ex.request
         duration = ctx.clock() - ex.started
         ctx.outbox.after_app_call(duration)
-        ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
+        ctx.stats.record_h2(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
         if registry.requests_served == registry.recycle_at:
             registry.recycle("max-requests")
         if ctx.access_log is not None:
@@ -426,12 +444,16 @@ class H2Connection:
         """Answer a refused request on its stream; the rest of its body is not read."""
         log.info("Rejected HTTP/2 request from %s: %d %s", self.peer or "client", error.status, error.detail)
         ctx = self.ctx
-        ctx.stats.record(ctx.site_name, stream.request.method, error.status, 0.0, 0, 0)
+        ctx.stats.record_h2(ctx.site_name, stream.request.method, error.status, 0.0, 0, 0)
         if ctx.access_log is not None:
             ctx.access_log(None, error=error, peer=self.peer)
-        body = f"{error.status} {error.reason}\n{error.detail}\n".encode("latin-1", "replace")
+        self._answer(stream, error.status, error.reason, error.detail)
+
+    def _answer(self, stream: H2Stream, status: int, reason: str, detail: str) -> None:
+        """A short plain-text response in place of the app's, then the stream is done."""
+        body = f"{status} {reason}\n{detail}\n".encode("latin-1", "replace")
         headers = [
-            (b":status", str(error.status).encode()),
+            (b":status", str(status).encode()),
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
         ]
@@ -538,8 +560,25 @@ class H2Connection:
                 self.reset(stream, ErrorCodes.CANCEL)
         self._flush()
 
-    def time_out(self) -> None:
-        """(The watchdog's; it never names an HTTP/2 connection, whose `exchange` is None.)"""
+    def running(self) -> list[Exchange]:
+        """The watchdog's and the heartbeat's view: the exchange of every running stream."""
+        return [stream.exchange for stream in self.streams.values() if stream.exchange is not None]
+
+    def time_out(self, ex: Exchange) -> None:
+        """`ex`'s app thread is hung (watchdog.py): 504 on its stream if no head went out, else
+        a reset; the connection's other streams go on (the worker recycles meanwhile)."""
+        stream = self.streams.get(_stream_id(ex))
+        if stream is None or stream.exchange is not ex or stream.closed or self.closed:
+            return
+        ctx = self.ctx
+        ctx.stats.record_h2(ctx.site_name, ex.request.method, 504, ctx.clock() - ex.started, 0, 0)
+        # The stream is dropped with its exchange still on it: `_drop` marks it aborted and
+        # wakes its thread, which then stops at its next write (as HTTP/1's lost connection).
+        if ex.headers_sent:
+            self.reset(stream, ErrorCodes.INTERNAL_ERROR)
+        else:
+            self._answer(stream, 504, "Gateway Timeout", "The application did not answer in time.")
+        self._flush()
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:

@@ -23,6 +23,7 @@ from ..config import Config
 
 if TYPE_CHECKING:
     from .context import Connection
+    from .exchange import Exchange
 
 log = logging.getLogger("corral.error")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -51,8 +52,10 @@ def thread_stack(ident: int | None) -> str:
     return "".join(traceback.format_stack(frame))
 
 
-def hung_requests(connections: Iterable[Connection], timeout: float) -> list[Connection]:
-    """Connections whose request has run on an app thread for longer than `timeout`.
+def hung_requests(connections: Iterable[Connection], timeout: float) -> list[tuple[Connection, Exchange]]:
+    """Exchanges (with their connection) that have run on an app thread for longer than `timeout`.
+
+    HTTP/1 connections have one exchange at most, HTTP/2 ones one per running stream.
 
     Once the loop sends the rest itself (a file with sendfile, or a file-like wrapper it
     iterates), the app thread is done and may already run another request: a slow
@@ -61,22 +64,19 @@ def hung_requests(connections: Iterable[Connection], timeout: float) -> list[Con
     now = time.monotonic()
     hung = []
     for conn in connections:
-        ex = conn.exchange
-        if (
-            ex is not None
-            and ex.thread_ident is not None
-            and not ex.timed_out
-            and now - ex.active_since > timeout
-            and ex.sendfile is None
-            and ex.iterator is None
-        ):
-            hung.append(conn)
+        for ex in conn.running():
+            if (
+                ex.thread_ident is not None
+                and not ex.timed_out
+                and now - ex.active_since > timeout
+                and ex.sendfile is None
+                and ex.iterator is None
+            ):
+                hung.append((conn, ex))
     return hung
 
 
-def report_hung(conn: Connection, timeout: float) -> None:
-    ex = conn.exchange
-    assert ex is not None
+def report_hung(ex: Exchange, timeout: float) -> None:
     ex.timed_out = True
     log.error(
         "Request %s has run for %.1fs (over --timeout %gs); stack of its thread:\n%s",

@@ -173,6 +173,7 @@ class Worker:
             self.ctx.tls = True
         self.ctx.app_name = app_name(spec)
         self.ctx.h2c = config.http2 and not spec.sites  # (multi-site: see http2_over_tls)
+        self.ctx.h2c_upgrade = self.ctx.h2c and not self.ctx.tls and not config.no_h2c_upgrade
         if spec.site is not None:
             self.ctx.site_name = spec.site.name
         if spec.sites:
@@ -356,7 +357,7 @@ class Worker:
     def _heartbeat(self) -> None:
         ctx = self.ctx
         registry = self.registry
-        in_flight = sum(1 for conn in registry if conn.exchange is not None)
+        in_flight = sum(len(conn.running()) for conn in registry)
         connections = len(registry)
         send(self.spec.channel, Heartbeat(
             requests=registry.requests_served,
@@ -379,9 +380,9 @@ class Worker:
                 self.stopped.set()
                 return
             if ctx.executor is not None:
-                for conn in watchdog.hung_requests(self.registry, config.timeout):
-                    watchdog.report_hung(conn, config.timeout)
-                    conn.time_out()
+                for conn, ex in watchdog.hung_requests(self.registry, config.timeout):
+                    watchdog.report_hung(ex, config.timeout)
+                    conn.time_out(ex)
                     self.recycle("timeout")
             if config.max_worker_memory and watchdog.rss_bytes() > config.max_worker_memory * 1024 * 1024:
                 self.recycle(f"memory above {config.max_worker_memory} MiB")

@@ -100,6 +100,24 @@ def test_upgrade_answered_then_nothing_more_parsed() -> None:
     assert len(parser.ready) == 1
 
 
+UPGRADE_POST = b"POST /e HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABk\r\n"
+
+
+def test_an_h2c_upgrade_with_a_body_is_served_as_http1() -> None:
+    """RFC 7540 3.2: the upgrade is ignored (curl --http2 -d on http://), not refused."""
+    parser, sinks = _parser()
+    parser.feed(UPGRADE_POST + b"Upgrade: h2c\r\nContent-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+    first, second = parser.ready
+    assert not parser.upgraded and first.keep_alive and sinks[-1].data == b"hello"
+    assert [name.lower() for name, _ in first.headers] == [b"host", b"connection", b"http2-settings", b"content-length"]
+    assert second.target == b"/next"
+
+
+def test_other_upgrades_with_a_body_are_still_refused() -> None:
+    parser, _ = _parser()
+    assert _status(parser, UPGRADE_POST + b"Upgrade: h2c, websocket\r\nContent-Length: 5\r\n\r\nhello") == 501
+
+
 @pytest.mark.parametrize(
     ("value", "keep_alive"),
     [

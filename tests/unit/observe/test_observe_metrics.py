@@ -34,7 +34,7 @@ def two_sites() -> MasterStats:
     blog1.record("blog", "GET", 200, 0.003, 0, 100)
     blog1.record("blog", "GET", 200, 0.2, 0, 100)
     blog2.record("blog", "POST", 201, 0.02, 50, 10)
-    blog2.record("blog", "GET", 404, 0.001, 0, 9)
+    blog2.record_h2("blog", "GET", 404, 0.001, 0, 9)
     shop.record("shop", "GET", 503, 12.0, 0, 0)
     for pid, site, stats, rss in ((1, "blog", blog1, 10_000_000), (2, "blog", blog2, 30_000_000), (3, "shop", shop, 5)):
         master.worker_started(pid, site)
@@ -54,6 +54,9 @@ def test_request_counters_by_site_method_and_status_class() -> None:
     assert value(samples, "corral_connections_total", site="blog") == 2
     assert value(samples, "corral_connections_open", site="blog") == 3
     assert value(samples, "corral_requests_in_flight", site="blog") == 2
+    assert value(samples, "corral_requests_by_protocol_total", site="blog", protocol="http/1.1") == 3
+    assert value(samples, "corral_requests_by_protocol_total", site="blog", protocol="h2") == 1
+    assert value(samples, "corral_requests_by_protocol_total", site="shop", protocol="h2") == 0
 
 
 def test_latency_histogram() -> None:

@@ -111,6 +111,23 @@ def test_add_site_sums_and_skips_other_bucket_layouts() -> None:
     assert total["requests"]["GET"]["2xx"] == 3  # the rest still is
 
 
+def test_requests_by_protocol() -> None:
+    stats = WorkerStats()
+    stats.record("blog", "GET", 200, 0.01, 0, 1)
+    stats.record_h2("blog", "GET", 200, 0.01, 0, 1)
+    stats.record_h2("blog", "POST", 413, 0.0, 0, 0)
+    stats.record_h2("shop", "GET", 504, 3.0, 0, 0)
+    snapshot = stats.snapshot()
+    assert snapshot["sites"]["blog"]["protocols"] == {"http/1.1": 1, "h2": 2}
+    assert snapshot["sites"]["blog"]["requests"] == {"GET": {"2xx": 2}, "POST": {"4xx": 1}}  # record_h2 records
+    assert snapshot["sites"]["shop"]["protocols"] == {"http/1.1": 0, "h2": 1}
+    total = empty_site()
+    add_site(total, snapshot["sites"]["blog"])
+    add_site(total, snapshot["sites"]["blog"])
+    add_site(total, {"requests": {}, "duration": {}})  # a snapshot from before the split
+    assert total["protocols"] == {"http/1.1": 2, "h2": 4}
+
+
 def test_record_costs_well_under_a_microsecond() -> None:
     """The hot path: measured at ~0.3 µs on the 2-core dev machine; fail only on a gross regression."""
     stats = WorkerStats()
