@@ -35,6 +35,7 @@ HOT_PATH = [
     "src/corral/server/exchange.py",
     "src/corral/server/inline.py",
     "src/corral/server/outbox.py",
+    "src/corral/server/peer.py",
     "src/corral/server/threaded.py",
     "src/corral/wsgi/environ.py",
     "src/corral/wsgi/response.py",

@@ -43,14 +43,15 @@ from ..http.errors import HTTP2Preface, HTTPError, RequestTimeout
 from ..http.h2_messages import preface_bytes, upgrade_settings, upgraded_request
 from ..http.parser import RequestParser
 from ..http.request import BodySink, Request
-from ..wsgi.environ import connection_environ, proxy_headers_in, request_environ
+from ..wsgi.environ import proxy_headers_in, request_environ
 from ..wsgi.input import EMPTY_INPUT, SpooledBody, StreamingBody
 from ..wsgi.response import error_response
-from . import inline, threaded, tls
+from . import inline, threaded
 from .context import Connection, ServerContext
 from .exchange import Exchange, close_result
 from .handoff import request_bytes, send_connection
 from .outbox import HeldTransport
+from .peer import transport_environ
 from .registry import Registry
 from .sendfile import SendfileJob
 
@@ -92,7 +93,7 @@ class HTTPConnection:
         self._base_environ: dict[str, Any] = {}
         self.peer = ""
         # Whether the peer may say who the client is (Forwarded, X-Forwarded-*): decided once,
-        # in _connection_environ, so a request without those headers pays nothing for it.
+        # in transport_environ (peer.py), so a request without those headers pays nothing for it.
         self._peer_trusted = False
         # Multi-site: the bytes read before the first request was routed (handed on if it isn't ours).
         self._raw: bytearray | None = bytearray() if ctx.router is not None else None
@@ -112,7 +113,7 @@ class HTTPConnection:
             return
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         ctx.stats.opened()
-        self._base_environ = self._connection_environ(transport)
+        self._base_environ, self.peer, self._peer_trusted = transport_environ(ctx, transport, self._peername)
         self.state.opened(ctx.loop.time())
         if self._initial:
             initial, self._initial = self._initial, b""
@@ -639,34 +640,3 @@ class HTTPConnection:
     @property
     def deadline_kind(self) -> int:
         return self.state.kind
-
-    def _connection_environ(self, transport: Any) -> dict[str, Any]:
-        ctx = self.ctx
-        sockname = transport.get_extra_info("sockname")
-        peername = transport.get_extra_info("peername") if self._peername is None else self._peername
-        if isinstance(sockname, tuple):
-            server_name, server_port = str(sockname[0]), str(sockname[1])
-        else:
-            server_name, server_port = "localhost", "0"
-        if isinstance(peername, tuple):
-            remote_addr, remote_port = str(peername[0]), str(peername[1])
-            self.peer = f"{remote_addr}:{remote_port}"
-            self._peer_trusted = ctx.proxy.trusts_peer(remote_addr)
-            peer = f"[{remote_addr}]:{remote_port}" if ":" in remote_addr else self.peer
-        else:
-            remote_addr, remote_port = "127.0.0.1", "0"  # Unix socket: a local peer
-            self.peer = peer = "unix"
-            self._peer_trusted = ctx.proxy.trusts_peer(None)
-        environ = connection_environ(
-            server_name=server_name,
-            server_port=server_port,
-            remote_addr=remote_addr,
-            remote_port=remote_port,
-            url_scheme=ctx.url_scheme,
-            multithread=ctx.multithread,
-            multiprocess=ctx.multiprocess,
-        )
-        if ctx.tls:
-            environ.update(tls.connection_environ(transport.get_extra_info("ssl_object")))
-        environ["corral.peer"] = peer
-        return environ

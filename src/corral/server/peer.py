@@ -1,7 +1,7 @@
 """The per-connection environ keys of a transport: server and client addresses, TLS keys.
 
-HTTP/2 connections (h2_connection.py) build theirs here; an HTTP/1 connection switching
-to h2c hands over the one it built (connection.py _connection_environ, the same rules).
+Built once per connection, by HTTP/1 (connection.py) and HTTP/2 (h2_connection.py) alike;
+an HTTP/1 connection switching to h2c hands over the one it built.
 """
 
 from __future__ import annotations
