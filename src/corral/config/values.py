@@ -47,13 +47,17 @@ def parse_count(text: str | int) -> int:
     return _whole_number(text, 0)
 
 
-def parse_seconds(text: str | int | float) -> float:
+def _seconds(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueProblem("expected a number of seconds")
     try:
-        value = float(text)
+        return float(text)
     except (TypeError, ValueError):
         raise ValueProblem(f"expected a number of seconds, got {text!r}") from None
+
+
+def parse_seconds(text: str | int | float) -> float:
+    value = _seconds(text)
     if value <= 0:
         raise ValueProblem(f"expected a positive number of seconds, got {value}")
     return value
@@ -61,12 +65,7 @@ def parse_seconds(text: str | int | float) -> float:
 
 def parse_nonnegative_seconds(text: str | int | float) -> float:
     """Seconds where 0 means "off" (parse_seconds refuses 0: a zero timeout would fail everything)."""
-    if isinstance(text, bool):
-        raise ValueProblem("expected a number of seconds")
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise ValueProblem(f"expected a number of seconds, got {text!r}") from None
+    value = _seconds(text)
     if not value >= 0 or value == float("inf"):  # also refuses nan
         raise ValueProblem(f"expected 0 or a positive number of seconds, got {value}")
     return value
