@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 TESTS = Path(__file__).parent
+# Debian's nginx, and its stream module (libnginx-mod-stream), as .ci/run installs them.
+NGINX = "/usr/sbin/nginx"
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 APPS = TESTS / "apps"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Any
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -46,3 +47,8 @@ def v2(
         fam = family_transport
     body = (addresses if block is None else block) + tlvs
     return SIGNATURE + bytes([0x20 if local else 0x21, fam]) + struct.pack("!H", len(body)) + body
+
+
+def refusals(server: Any, start: int) -> list[str]:
+    """The PROXY-protocol refusal lines a server logged since log line `start`."""
+    return [line for line in server.log_lines[start:] if "PROXY protocol: refused" in line]

@@ -26,13 +26,12 @@ import pytest
 from test_cli_config import clean_env
 
 from django_project import create_django_project
-from helpers import Server, docs_paths_under
+from helpers import NGINX, NGINX_STREAM_MODULE, Server, docs_paths_under
 
 pytest.importorskip("django")
 pytest.importorskip("whitenoise")
 
 DOCS = Path(__file__).parent.parent.parent / "docs"
-NGINX = "/usr/sbin/nginx"
 HOST = "www.example.com"  # in the docs' DJANGO_ALLOWED_HOSTS
 
 
@@ -173,7 +172,6 @@ HTTP_CONTEXT = """http {{
     access_log off;
     include {conf};
 }}"""
-NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"  # Debian's libnginx-mod-stream
 
 
 def nginx_blocks() -> list[tuple[str, int, str]]:

@@ -37,12 +37,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import Server, docs_paths_under, read_response
+from helpers import NGINX, Server, docs_paths_under, read_response
 from http_client import get
 
 DATA = Path(__file__).parent.parent / "data" / "production"
 DOC = Path(__file__).parent.parent.parent / "docs" / "production.md"
-NGINX = "/usr/sbin/nginx"
 HOST = "www.example.com"
 
 # The project the examples serve (/srv/mysite), standing in for a Django site.

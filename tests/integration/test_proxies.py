@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 
 from django_project import create_django_project
-from helpers import Server, read_response
+from helpers import NGINX, Server, read_response
 
-NGINX = "/usr/sbin/nginx"
 CLIENT = "127.0.0.5"  # an untrusted client address (all of 127/8 is loopback)
 HOST = "www.example.com"
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from helpers import Server, read_to_eof
-from proxy_headers import tlv, v1, v2
+from helpers import NGINX, NGINX_STREAM_MODULE, Server, read_to_eof
+from proxy_headers import refusals, tlv, v1, v2
 
 APP = "peer_echo:app"
 GET = b"GET /%s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
@@ -73,9 +73,6 @@ def server() -> Iterator[Server]:
         assert running.wait_for(r"Listening at http://127\.0\.0\.1:\d+ \(PROXY protocol\)", 1)
         yield running
 
-
-def refusals(server: Server, start: int) -> list[str]:
-    return [line for line in server.log_lines[start:] if "PROXY protocol: refused" in line]
 
 
 # -- valid headers from a trusted peer ---------------------------------------------------
@@ -312,8 +309,6 @@ def test_haproxy_send_proxy_v2(backend: Server, tmp_path: Path, mode: str) -> No
             proxy.stop()
 
 
-NGINX = "/usr/sbin/nginx"
-NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 NGINX_CONF = """
 {load}
 worker_processes 1;

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from helpers import Server, read_to_eof
-from proxy_headers import tlv, v1, v2
+from helpers import NGINX, NGINX_STREAM_MODULE, Server, read_to_eof
+from proxy_headers import refusals, tlv, v1, v2
 from tls_pki import PKI
 
 APP = "peer_echo:app"
@@ -78,9 +78,6 @@ def connect(address: Any, family: int = socket.AF_INET) -> socket.socket:
     sock.connect(address)
     return sock
 
-
-def refusals(server: Server, start: int) -> list[str]:
-    return [line for line in server.log_lines[start:] if "PROXY protocol: refused" in line]
 
 
 # -- a header, then TLS -------------------------------------------------------------------------
@@ -283,8 +280,6 @@ def test_haproxy_passes_tls_through_with_send_proxy_v2(pki: PKI, tmp_path: Path)
 
 # -- nginx's stream module passing TLS through (docs/proxy-protocol.md's example) ---------------
 
-NGINX = "/usr/sbin/nginx"
-NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 NGINX_CONF = """
 {load}
 worker_processes 1;
