@@ -130,15 +130,6 @@ def table_pairs(table: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(f"{key}={value}" for key, value in table.items())
 
 
-def pairs_table(pairs: Iterable[str]) -> dict[str, str]:
-    """`KEY=VALUE` pairs (the command line's, or a Config's) as a table; the last of a key wins."""
-    result: dict[str, str] = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        result[key] = value
-    return result
-
-
 def select_profile(
     document: Mapping[str, Any], profile: str | None, problems: Problems
 ) -> tuple[dict[str, Mapping[str, Any]], Mapping[str, Any] | None]:

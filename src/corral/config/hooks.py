@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 
 from .problems import did_you_mean
-from .values import ValueProblem, parse_text, shown
+from .values import ValueProblem, pairs_table, parse_text, shown
 
 # Hook name -> the process it runs in. Order: the order they fire in a server's life.
 HOOKS = {
@@ -53,11 +53,7 @@ def parse_hook_assignment(text: str) -> str:
 
 def hooks_of(pairs: Iterable[str]) -> dict[str, str]:
     """A Config's `hooks` pairs as {name: spec}; the last of a name wins."""
-    result: dict[str, str] = {}
-    for pair in pairs:
-        name, _, spec = pair.partition("=")
-        result[name] = spec
-    return result
+    return pairs_table(pairs)
 
 
 def master_hooks_in(table: Iterable[str]) -> list[str]:

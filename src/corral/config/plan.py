@@ -21,7 +21,6 @@ from .files import (
     config_from_layer,
     is_table,
     merge,
-    pairs_table,
     parse_table,
     read_toml,
     select_profile,
@@ -30,6 +29,7 @@ from .problems import ConfigError, Problems, table_name
 from .settings import Config, toml_key
 from .sites import APP_SETTINGS, SITE_ONLY_KEYS, SiteConfig, build_sites, implicit_site, parse_site_table, site_table
 from .tls import tls_problems
+from .values import pairs_table
 
 _APP_NAMES = frozenset(f.name for f in APP_SETTINGS)
 _SITE_HINT = "is a site key; put it in a [sites.NAME] table"

@@ -27,12 +27,12 @@ from types import MappingProxyType
 from typing import Any
 
 from ..server.routing import Router, under
-from .files import Layer, is_table, keys_for, pairs_table, parse_table, table_pairs
+from .files import Layer, is_table, keys_for, parse_table, table_pairs
 from .hooks import master_hooks_in
 from .problems import Problems, table_name
 from .settings import SETTINGS, Config
 from .static import parse_auth_options
-from .values import ValueProblem, parse_positive_int, toml_type_name
+from .values import ValueProblem, pairs_table, parse_positive_int, toml_type_name
 
 # Keys only a site has, with what each expects (for "got X, expected Y" messages).
 SITE_ONLY_KEYS = ("processes", "virtualenv", "hosts", "default", "mount", "mounts", "middleware", "user", "group")

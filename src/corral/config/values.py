@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SIZE_RE = re.compile(r"(\d+)\s*([kmg]?)(i?b)?\Z", re.IGNORECASE)
@@ -199,3 +200,12 @@ def plain(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def pairs_table(pairs: Iterable[str]) -> dict[str, str]:
+    """`KEY=VALUE` pairs (the command line's, or a Config's) as a table; the last of a key wins."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        result[key] = value
+    return result
