@@ -636,6 +636,64 @@ def test_socket_activation_keeps_connections_across_a_master_restart(tmp_path: P
         listener.close()
 
 
+def test_connections_racing_a_stop_are_answered_or_left_queued(tmp_path: Path) -> None:
+    """A worker that accepts a connection in the very tick it begins draining still answers it.
+
+    Connections are opened in a stream while SIGTERM arrives. Each must either get its
+    answer from a draining worker, or still wait in the socket systemd (here: the test)
+    holds, for the next master: one that a worker accepted and closed unanswered is lost.
+    (Idle workers drained at once and exited before such a connection reached their
+    registry.) Several rounds, since the window is one event-loop tick wide.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    port = listener.getsockname()[1]
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    lost: list[str] = []
+    try:
+        for _ in range(4):
+            server = ActivatedServer(listener, ["basic:hello", "--workers", "4"])
+            clients: list[socket.socket] = []
+            try:
+                stop_at = time.monotonic() + 0.15
+                signalled = False
+                while time.monotonic() < stop_at + 0.15:
+                    if not signalled and time.monotonic() >= stop_at:
+                        server.signal(signal.SIGTERM)
+                        signalled = True
+                    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    client.sendall(request)
+                    clients.append(client)
+                    if not signalled or time.monotonic() > stop_at + 0.03:
+                        time.sleep(0.001)  # dense only while workers get the signal: the backlog never fills
+                assert server.wait(15) == 0, server.log()
+            finally:
+                server.stop()
+            listener.setblocking(False)
+            queued = set()
+            while True:  # what no worker took: the next master's to answer
+                try:
+                    conn, peer = listener.accept()
+                except BlockingIOError:
+                    break
+                queued.add(peer)
+                conn.close()
+            listener.setblocking(True)
+            for client in clients:
+                name = client.getsockname()
+                try:
+                    answer = client.recv(65536)
+                except ConnectionResetError:
+                    answer = b""
+                if not answer.startswith(b"HTTP/1.1 200 OK\r\n") and name not in queued:
+                    lost.append(f"{name}: {answer!r}")
+                client.close()
+        assert not lost, lost
+    finally:
+        listener.close()
+
+
 # -- process titles -----------------------------------------------------------------
 
 

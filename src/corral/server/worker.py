@@ -64,6 +64,12 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()  # type: ignore[no-any-return]
 
 
+async def _ticks(count: int) -> None:
+    """Let the loop run what is already scheduled, `count` times over."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
 def run_worker(spec: WorkerSpec) -> int:
     """Entry point in the forked child; returns the exit status."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
@@ -397,6 +403,10 @@ class Worker:
             self.loop.remove_reader(self.spec.handoff_receive.fileno())
         for server in self.servers:
             server.close()
+        # A connection accepted in the tick the stop signal arrived has its connection_made
+        # still queued (uvloop): let it join the registry before the registry is counted, or
+        # an idle worker would exit with it unanswered.
+        await _ticks(2)
         for fd in self.listen_fds:
             os.close(fd)
         self.listen_fds = []
