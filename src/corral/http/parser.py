@@ -155,6 +155,8 @@ class RequestParser:
         self.upgraded = False
 
     def _new_llhttp(self) -> httptools.HttpRequestParser:
+        # This class has no on_body on purpose: httptools would copy every body piece into
+        # new bytes for it. _consume hands the body to the sink itself, from the read.
         parser = httptools.HttpRequestParser(self)
         # Any DIGIT.DIGIT version reaches on_headers_complete, which maps or refuses it
         # (docs/http.md, "Where we differ from llhttp").
@@ -244,7 +246,16 @@ class RequestParser:
                     return end
             elif phase == _LENGTH:
                 take = min(self._remaining, end - pos)
-                self._parser.feed_data(data if take == end else data[pos : pos + take])
+                request = self._request
+                assert request is not None and request.body is not None
+                request.received += take  # within Content-Length, checked on the head
+                if take == end:  # the common case of a large body: the read itself, not a copy
+                    request.body.write(data)
+                    self._parser.feed_data(data)
+                else:
+                    request.body.write(data[pos : pos + take])
+                    # llhttp only counts these bytes (no on_body: the body went above).
+                    self._parser.feed_data(memoryview(data)[pos : pos + take])
                 pos += take
                 self._remaining -= take
                 if not self._remaining:
@@ -453,12 +464,6 @@ class RequestParser:
         request.body = self._body_factory(request)
         if request.expect_continue:
             self.ready.append(request)
-
-    def on_body(self, data: bytes) -> None:
-        request = self._request
-        assert request is not None and request.body is not None
-        request.received += len(data)  # within Content-Length, checked on the head
-        request.body.write(data)
 
     # -- RFC 9112 rules on top of llhttp ----------------------------------------
 

@@ -34,7 +34,7 @@ from ..observe.access import AccessLog
 from ..observe.titles import set_title
 from ..proxy.forwarded import ProxyHeaders
 from ..proxy.trust import TrustedProxies
-from . import watchdog
+from . import malloc, watchdog
 from .alpn import ALPNChoice
 from .channel import Accept, Heartbeat, Inbox, LoadError, LoadWarning, Ready, Recycle, send
 from .connection import HTTPConnection
@@ -76,6 +76,7 @@ def run_worker(spec: WorkerSpec) -> int:
         signal.signal(sig, signal.SIG_DFL)
     config = spec.config
     set_title("worker", site=spec.site.name if spec.site is not None else None)
+    malloc.tune_for_bodies(config.body_buffer_size)  # large bodies reuse heap pages (see malloc.py)
     dropped = None
     try:
         # Before privileges drop: the certificate came from the master, the context is ours.
