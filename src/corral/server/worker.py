@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import gc
 import logging
 import os
 import signal
@@ -107,6 +108,10 @@ def run_worker(spec: WorkerSpec) -> int:
     for warning in (settings_guard.debug_warning(exposure), settings_guard.not_inherited_warning(dropped)):
         if warning:
             send(spec.channel, LoadWarning(warning))  # the master logs it once per generation
+    # The app and its imports live as long as the worker: out of the collector's sight, they
+    # are not traversed again by every full collection a request's garbage triggers.
+    gc.collect()
+    gc.freeze()
     worker = Worker(spec, app, tls_context, hooks)
     worker.ctx.static = static
     return worker.run()
