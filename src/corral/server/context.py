@@ -10,7 +10,6 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +17,7 @@ from ..config.settings import from_setting
 from ..http.limits import Limits
 from ..observe.stats import WorkerStats
 from ..proxy.forwarded import ProxyHeaders
+from .app_threads import AppThreads
 from .outbox import Outbox
 
 if TYPE_CHECKING:
@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     from .routing import Router
 
 WSGIApp = Callable[..., Any]
+
+
+class AppPool(Protocol):
+    """Threads that run app calls: AppThreads (app_threads.py); a ThreadPoolExecutor fits too."""
+
+    def submit(self, function: Callable[[Any], object], argument: Any, /) -> object: ...
+
+    def shutdown(self, wait: bool = ..., *, cancel_futures: bool = ...) -> None: ...
 
 
 class Connection(Protocol):
@@ -62,7 +70,7 @@ class ServerContext:
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
     # None: call the app inline on the loop thread (the fastest path).
-    executor: ThreadPoolExecutor | None = None
+    executor: AppPool | None = None
     multiprocess: bool = False
     url_scheme: str = "http"
     # TLS listeners ("https"): connections add mod_ssl's environ keys and never use sendfile
@@ -87,7 +95,7 @@ class ServerContext:
     # Server hooks around each request (corral/hooks.py); None, the usual case, costs one check.
     pre_request: Callable[[dict[str, Any]], None] | None = None
     post_request: Callable[[dict[str, Any], int, float], None] | None = None
-    _streaming_pool: ThreadPoolExecutor | None = None
+    _streaming_pool: AppPool | None = None
     # Multi-site: the router, this worker's site, its mount and the other sites' handoff sockets.
     router: Router | None = None
     site_index: int = 0
@@ -108,10 +116,10 @@ class ServerContext:
     def multithread(self) -> bool:
         return self.executor is not None
 
-    def streaming_pool(self) -> ThreadPoolExecutor:
+    def streaming_pool(self) -> AppPool:
         """Threads for requests whose body arrives while the app runs (100-continue)."""
         if self.executor is not None:
             return self.executor
         if self._streaming_pool is None:
-            self._streaming_pool = ThreadPoolExecutor(4, thread_name_prefix="corral-stream")
+            self._streaming_pool = AppThreads(4, "corral-stream")
         return self._streaming_pool

@@ -22,7 +22,6 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from .. import settings_guard
@@ -37,6 +36,7 @@ from ..proxy.forwarded import ProxyHeaders
 from ..proxy.trust import TrustedProxies
 from . import malloc, watchdog
 from .alpn import ALPNChoice
+from .app_threads import AppThreads
 from .channel import Accept, Heartbeat, Inbox, LoadError, LoadWarning, Ready, Recycle, send
 from .connection import HTTPConnection
 from .context import Connection, ServerContext, Timeouts
@@ -164,7 +164,7 @@ class Worker:
         config = spec.config
         self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
-        executor = ThreadPoolExecutor(config.threads, thread_name_prefix="corral-app") if config.threads > 1 else None
+        executor = AppThreads(config.threads, "corral-app") if config.threads > 1 else None
         self.ctx = ServerContext(
             app=app,
             loop=self.loop,
