@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import secrets
 import sys
 import time
 from datetime import datetime
@@ -43,7 +42,7 @@ class AccessLog:
         self.site = site
         self._write = self._json if format == "json" else self._combined
         # Request ids: a per-process random prefix and a counter, unique across workers and restarts.
-        self._id_prefix = f"{os.getpid():x}{secrets.token_hex(3)}-"
+        self._id_prefix = f"{os.getpid():x}{os.urandom(3).hex()}-"  # (secrets would load hashlib)
         self._ids = itertools.count(1)
         self._second = -1
         self._clf_time = ""

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import warnings
 from collections.abc import Callable
@@ -25,7 +24,6 @@ from ..config import Config
 from ..config.sites import Middleware, Mount, SiteConfig
 from ..config.static import StaticRoute
 from ..server.spec import WorkerSpec
-from .lifeline import die_with_parent
 
 
 def fork_and_run(run: Callable[[], int], close_in_child: list[socket.socket], what: str = "Worker") -> int:
@@ -45,6 +43,8 @@ def fork_and_run(run: Callable[[], int], close_in_child: list[socket.socket], wh
         return pid
     status = 1
     try:
+        from .lifeline import die_with_parent  # ctypes: loaded by each child, never by the master
+
         signal.set_wakeup_fd(-1)
         for sock in close_in_child:
             sock.close()
@@ -83,6 +83,8 @@ def venv_python(virtualenv: str) -> str:
     if not os.path.isfile(python) or not os.access(python, os.X_OK):
         raise VirtualenvError(f"virtualenv {virtualenv!r} has no bin/python")
     if python not in _has_corral:
+        import subprocess  # only sites with a virtualenv need it: not loaded into every master
+
         probe = subprocess.run(
             [python, "-c", "import corral.process.child"], capture_output=True, timeout=30, check=False
         )

@@ -20,13 +20,11 @@ from ..config.sites import SiteConfig
 from ..server.channel import Inbox
 from ..server.handoff import receive_connection
 from ..server.spec import WorkerSpec
-from ..wsgi.response import error_response
 from .policy import Slot
 
 if TYPE_CHECKING:
     from ..server.tls import TLSMaterial  # ssl is loaded by the master only when TLS is on
 
-_SITE_DOWN = error_response(503, "Service Unavailable", "This site is not available right now.")
 _REFUSE_PER_WAKEUP = 64  # queued connections answered per wake-up: the loop has other work
 
 
@@ -64,6 +62,11 @@ class Group:
     def refuse_queued(self) -> None:
         """A site that is down: answer the connections routed to it with a 503, and close them."""
         assert self.handoff_receive is not None
+        # Here, not at import: the response writer loads the compiled hot path and email.utils,
+        # which the master otherwise never needs (docs/architecture.md, the master's imports).
+        from ..wsgi.response import error_response
+
+        site_down = error_response(503, "Service Unavailable", "This site is not available right now.")
         for _ in range(_REFUSE_PER_WAKEUP):
             item = receive_connection(self.handoff_receive)
             if item is None:
@@ -72,7 +75,7 @@ class Group:
             try:
                 client.setblocking(True)
                 client.settimeout(1.0)  # the 503 fits in the socket buffer; never wait on a client
-                client.sendall(_SITE_DOWN)
+                client.sendall(site_down)
             except OSError:
                 pass
             finally:

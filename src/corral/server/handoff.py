@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..http.request import Request
+if TYPE_CHECKING:
+    from ..http.request import Request  # the master imports this module; the parser is the workers'
 
 _INLINE_LIMIT = 32 * 1024  # request bytes sent in the datagram itself; the rest goes by memfd
 # Connections waiting for a busy site are datagrams charged to the one shared send end's

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -41,9 +40,17 @@ def user_tuned(environ: dict[str, str] | os._Environ[str]) -> bool:
     return any(name in environ for name in _USER_SETTINGS) or "glibc.malloc" in environ.get("GLIBC_TUNABLES", "")
 
 
+def _glibc() -> bool:
+    """Whether this process runs on glibc (what platform.libc_ver() asks first, without importing it)."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def tune_for_bodies(body_buffer_size: int) -> bool:
     """Apply the tuning in this process; True when glibc took it."""
-    if platform.libc_ver()[0] != "glibc" or user_tuned(os.environ):
+    if not _glibc() or user_tuned(os.environ):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import ssl
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,6 +123,8 @@ def _pem_path(text: str) -> Iterator[str]:
         finally:
             os.close(fd)
         return
+    import tempfile
+
     with tempfile.NamedTemporaryFile() as f:  # no memfd (not Linux): a private file, removed at once
         f.write(data)
         f.flush()

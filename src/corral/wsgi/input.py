@@ -10,7 +10,6 @@ event loop feeds it, an app thread blocks on it.
 from __future__ import annotations
 
 import io
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -63,6 +62,8 @@ class SpooledBody:
         self._chunks.append(data)
         self._size += len(data)
         if self._size > self._limit:
+            import tempfile  # at the first spill: most workers never need it (shutil, random)
+
             self._file = tempfile.TemporaryFile(prefix="corral-body-")
             self._file.writelines(self._chunks)
             self._chunks = []
