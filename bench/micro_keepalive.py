@@ -1,10 +1,14 @@
-"""In-process cost of one hello-world keep-alive request, without sockets or a load tool.
+"""In-process cost of one hello-world request, without sockets or a load tool.
 
 A do-nothing transport stands in for asyncio's; HTTPConnection is driven with GETs, one per
-data_received (a client waiting for each answer) and pipelined in batches, and the loop
-ends its pass after each feed, so the outbox sends what it held. Best of --rounds, in
+data_received (a client waiting for each answer) and pipelined in batches, and after each
+feed the outbox sends what it held, as the loop's end-of-pass callback would (the loop
+itself is not run per feed: a run_until_complete costs ~11 us, more than the request). Best of --rounds, in
 microseconds per request: a figure for comparing two builds of Corral on one machine (the
-server's own CPU per request, minus the kernel), not a throughput to publish.
+server's own CPU per request, minus the kernel), not a throughput to publish. A third
+figure is a whole connection per request (`Connection: close`): our protocol object made,
+connection_made, the request, the close and connection_lost; the event loop's own transport
+set-up and teardown are not in it.
 
     python bench/micro_keepalive.py                 # the installed corral
     python bench/micro_keepalive.py --requests 20000 --rounds 7
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import time
 from typing import Any
@@ -25,6 +30,7 @@ from corral.server.registry import Registry
 
 BODY = b"Hello, world!"
 GET = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: micro\r\nAccept: */*\r\n\r\n"
+GET_CLOSE = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: micro\r\nAccept: */*\r\nConnection: close\r\n\r\n"
 PIPELINE = 8  # requests per feed in the pipelined case (under the connection's queue bound)
 
 
@@ -74,22 +80,47 @@ class NullTransport:
 
 def run_once(loop: asyncio.AbstractEventLoop, requests: int, per_feed: int) -> float:
     """Seconds per request for `requests` GETs fed `per_feed` at a time on one connection."""
-    conn = HTTPConnection(ServerContext(app=app, loop=loop), Registry())
+    ctx = ServerContext(app=app, loop=loop, hide_loop=False)  # as a worker whose app has no Django
+    conn = HTTPConnection(ctx, Registry())
     transport = NullTransport()
     conn.connection_made(transport)
     data = GET * per_feed
     feeds = requests // per_feed
-    end_pass = asyncio.sleep
+    end_pass = ctx.outbox.send_all
     started = time.perf_counter()
     for _ in range(feeds):
         conn.data_received(data)
-        loop.run_until_complete(end_pass(0))
+        end_pass()
     took = time.perf_counter() - started
+    loop.run_until_complete(asyncio.sleep(0))  # the end-of-pass callbacks left queued
     expected = feeds * per_feed
     if transport.closing or transport.written < expected * len(BODY):
         raise SystemExit("the connection did not answer every request: the benchmark is broken")
     conn.connection_lost(None)
     return took / expected
+
+
+def run_connections(loop: asyncio.AbstractEventLoop, connections: int) -> float:
+    """Seconds per connection for `connections` connections of one `Connection: close` GET each."""
+    ctx = ServerContext(app=app, loop=loop, hide_loop=False)
+    registry: Registry[Any] = Registry()
+    end_pass = ctx.outbox.send_all
+    answered = 0
+    started = time.perf_counter()
+    for _ in range(connections):
+        conn = HTTPConnection(ctx, registry)
+        transport = NullTransport()
+        conn.connection_made(transport)
+        conn.data_received(GET_CLOSE)
+        end_pass()
+        if transport.closing:
+            answered += transport.written >= len(BODY)
+            conn.connection_lost(None)
+    took = time.perf_counter() - started
+    loop.run_until_complete(asyncio.sleep(0))
+    if answered != connections:
+        raise SystemExit("a connection was not answered and closed: the benchmark is broken")
+    return took / connections
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the best counts (default 5)")
     args = parser.parse_args(argv)
     loop = asyncio.new_event_loop()
+    gc.collect()
+    gc.freeze()  # as a worker does once its app is loaded
     try:
         version = getattr(corral, "__version__", "?")
         compiled = "compiled" if not corral.server.connection.__file__.endswith(".py") else "pure Python"
@@ -106,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             run_once(loop, min(args.requests, 2000), per_feed)  # warm-up: caches, date line
             best = min(run_once(loop, args.requests, per_feed) for _ in range(args.rounds))
             print(f"hello keep-alive, {label:>14}: {best * 1e6:6.2f} us/request (best of {args.rounds})")
+        run_connections(loop, min(args.requests, 2000))
+        best = min(run_connections(loop, args.requests // 4) for _ in range(args.rounds))
+        print(f"hello Connection: close, a connection each: {best * 1e6:6.2f} us/request (best of {args.rounds})")
     finally:
         loop.close()
     return 0
