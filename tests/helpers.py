@@ -153,6 +153,62 @@ class Server:
         self.stop()
 
 
+class Launched(Server):
+    """Server for any command line (a proxy, nginx, a launcher): its output collected alike."""
+
+    def __init__(self, cmd: Sequence[str], ready: str | None = None, env: dict[str, str] | None = None,
+                 pass_fds: Sequence[int] = (), timeout: float = 10.0) -> None:
+        self._launch(cmd, env, pass_fds=tuple(pass_fds))
+        if ready and self.wait_for(ready, timeout) is None:
+            self.stop()
+            raise RuntimeError(f"{cmd[0]} did not become ready:\n{self.log()}")
+
+    def number(self, pattern: str, timeout: float = 5.0) -> int:
+        """The first group of the first log line matching pattern, as an int."""
+        line = self.wait_for(pattern, timeout)
+        assert line is not None, self.log()
+        return int(re.search(pattern, line).group(1))  # type: ignore[union-attr]
+
+
+NGINX_STREAM_CONF = """
+{load}
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 64; }}
+stream {{
+    server {{
+        listen 127.0.0.1:{listen};
+        proxy_pass 127.0.0.1:{port};
+        proxy_protocol on;
+    }}
+}}
+"""
+
+
+def nginx_stream_proxy(root: Path, port: int) -> tuple[Launched, int]:
+    """nginx's stream module in front of 127.0.0.1:`port`, writing PROXY v1 (docs/proxy-protocol.md):
+    the running nginx and the port it listens on. Skips the test when nginx is not installed."""
+    import pytest
+
+    if not os.access(NGINX, os.X_OK):
+        pytest.skip(f"nginx is not installed at {NGINX} (.ci/run installs it)")
+    load = f"load_module {NGINX_STREAM_MODULE};" if os.path.exists(NGINX_STREAM_MODULE) else ""
+    conf = root / "nginx.conf"
+    for _attempt in range(3):  # a free port may be taken by another test in between
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            listen = int(probe.getsockname()[1])
+        conf.write_text(NGINX_STREAM_CONF.format(load=load, root=root, listen=listen, port=port))
+        proxy = Launched([NGINX, "-p", f"{root}/", "-c", str(conf), "-e", "stderr", "-g", "daemon off;"],
+                         ready=r"start worker process|emerg")
+        if "emerg" not in proxy.log():
+            return proxy, listen
+        proxy.stop()
+        assert "Address already in use" in proxy.log(), proxy.log()
+    pytest.fail("no free port for nginx")
+
+
 def read_to_eof(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
     """Everything the server sends until it closes; `closed` is False on timeout."""
     deadline = time.monotonic() + timeout

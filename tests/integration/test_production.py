@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import helpers
 from helpers import NGINX, Server, docs_paths_under, read_response
 from http_client import get
 
@@ -153,21 +154,12 @@ def site() -> Iterator[Site]:
     shutil.rmtree(made.root, ignore_errors=True)
 
 
-class Launched(Server):
-    """helpers.Server for any command line (nginx, systemd-socket-activate, a launcher)."""
+class Launched(helpers.Launched):
+    """helpers.Launched, ready by default when Corral says so."""
 
     def __init__(self, cmd: Sequence[str], ready: str | None = "Corral ready", env: dict[str, str] | None = None,
                  pass_fds: Sequence[int] = (), timeout: float = 30.0) -> None:
-        self._launch(cmd, env, pass_fds=tuple(pass_fds))
-        if ready and self.wait_for(ready, timeout) is None:
-            self.stop()
-            raise RuntimeError(f"{cmd[0]} did not become ready:\n{self.log()}")
-
-    def number(self, pattern: str, timeout: float = 5.0) -> int:
-        """The first group of the first log line matching pattern, as an int."""
-        line = self.wait_for(pattern, timeout)
-        assert line is not None, self.log()
-        return int(re.search(pattern, line).group(1))  # type: ignore[union-attr]
+        super().__init__(cmd, ready, env, pass_fds, timeout)
 
 
 CORRAL = [sys.executable, "-m", "corral"]

@@ -15,13 +15,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import NGINX, NGINX_STREAM_MODULE, Server, read_to_eof
+from helpers import Launched, Server, nginx_stream_proxy, read_to_eof
 from proxy_headers import refusals, tlv, v1, v2
 
 APP = "peer_echo:app"
@@ -239,16 +239,6 @@ def test_bad_proxy_binds_are_clear_errors() -> None:
 CLIENT = "127.0.0.5"  # the test client's own loopback address: the proxies connect from 127.0.0.1
 
 
-class Launched(Server):
-    """A proxy process, its output collected like a Corral server's."""
-
-    def __init__(self, cmd: Sequence[str], ready: str | None = None, pass_fds: Sequence[int] = ()) -> None:
-        self._launch(cmd, None, pass_fds=tuple(pass_fds))
-        if ready and self.wait_for(ready, 10) is None:
-            self.stop()
-            raise RuntimeError(f"{cmd[0]} did not start:\n{self.log()}")
-
-
 def through(proxy_port: int) -> dict[str, Any]:
     """One request through the proxy from CLIENT; what the app saw, and our own port."""
     sock = socket.socket()
@@ -309,44 +299,8 @@ def test_haproxy_send_proxy_v2(backend: Server, tmp_path: Path, mode: str) -> No
             proxy.stop()
 
 
-NGINX_CONF = """
-{load}
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log stderr notice;
-events {{ worker_connections 64; }}
-stream {{
-    server {{
-        listen 127.0.0.1:{listen};
-        proxy_pass 127.0.0.1:{port};
-        proxy_protocol on;
-    }}
-}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_nginx_stream_proxy_protocol(backend: Server, tmp_path: Path) -> None:
-    if not os.access(NGINX, os.X_OK):
-        pytest.skip(f"nginx is not installed at {NGINX} (.ci/run installs it)")
-    load = f"load_module {NGINX_STREAM_MODULE};" if os.path.exists(NGINX_STREAM_MODULE) else ""
-    conf = tmp_path / "nginx.conf"
-    for _attempt in range(3):  # a free port may be taken by another test in between
-        listen = free_port()
-        conf.write_text(NGINX_CONF.format(load=load, root=tmp_path, listen=listen, port=backend.port))
-        proxy = Launched([NGINX, "-p", f"{tmp_path}/", "-c", str(conf), "-e", "stderr", "-g", "daemon off;"],
-                         ready=r"start worker process|emerg")
-        if "emerg" not in proxy.log():
-            break
-        proxy.stop()
-        assert "Address already in use" in proxy.log(), proxy.log()
-    else:
-        pytest.fail("no free port for nginx")
+    proxy, listen = nginx_stream_proxy(tmp_path, backend.port)
     try:
         seen = through(listen)  # nginx speaks v1: PROXY TCP4 127.0.0.5 127.0.0.1 <port> <listen>
         assert (seen["remote_addr"], seen["remote_port"]) == (CLIENT, seen["own_port"])

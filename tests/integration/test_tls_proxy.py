@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from helpers import NGINX, NGINX_STREAM_MODULE, Server, read_to_eof
+from helpers import Launched, Server, nginx_stream_proxy, read_to_eof
 from proxy_headers import refusals, tlv, v1, v2
 from tls_pki import PKI
 
@@ -233,13 +233,6 @@ backend corral
 """
 
 
-class Launched(Server):
-    """A proxy process, its output collected like a Corral server's."""
-
-    def __init__(self, cmd: list[str], pass_fds: tuple[int, ...]) -> None:
-        self._launch(cmd, None, pass_fds=pass_fds)
-
-
 def test_haproxy_passes_tls_through_with_send_proxy_v2(pki: PKI, tmp_path: Path) -> None:
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not os.access(haproxy, os.X_OK):
@@ -280,40 +273,9 @@ def test_haproxy_passes_tls_through_with_send_proxy_v2(pki: PKI, tmp_path: Path)
 
 # -- nginx's stream module passing TLS through (docs/proxy-protocol.md's example) ---------------
 
-NGINX_CONF = """
-{load}
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log stderr notice;
-events {{ worker_connections 64; }}
-stream {{
-    server {{
-        listen 127.0.0.1:{listen};
-        proxy_pass 127.0.0.1:{port};
-        proxy_protocol on;
-    }}
-}}
-"""
-
-
 def test_nginx_stream_passes_tls_through_with_proxy_protocol(pki: PKI, tmp_path: Path) -> None:
-    if not os.access(NGINX, os.X_OK):
-        pytest.skip(f"nginx is not installed at {NGINX} (.ci/run installs it)")
-    load = f"load_module {NGINX_STREAM_MODULE};" if os.path.exists(NGINX_STREAM_MODULE) else ""
     with serve(pki, "--bind", "proxy:127.0.0.1:0", "--trusted-proxies", "127.0.0.1") as backend:
-        conf = tmp_path / "nginx.conf"
-        for _attempt in range(3):  # a free port may be taken by another test in between
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                listen = probe.getsockname()[1]
-            conf.write_text(NGINX_CONF.format(load=load, root=tmp_path, listen=listen, port=backend.port))
-            proxy = Launched([NGINX, "-p", f"{tmp_path}/", "-c", str(conf), "-e", "stderr", "-g", "daemon off;"], ())
-            if proxy.wait_for(r"start worker process|emerg", 10) and "emerg" not in proxy.log():
-                break
-            proxy.stop()
-            assert "Address already in use" in proxy.log(), proxy.log()
-        else:
-            pytest.fail("no free port for nginx")
+        proxy, listen = nginx_stream_proxy(tmp_path, backend.port)
         try:
             sock = socket.socket()
             sock.settimeout(10)
