@@ -43,15 +43,14 @@ from ..http.errors import HTTP2Preface, HTTPError, RequestTimeout
 from ..http.h2_messages import preface_bytes, upgrade_settings, upgraded_request
 from ..http.parser import RequestParser
 from ..http.request import BodySink, Request
-from ..wsgi.environ import proxy_headers_in, request_environ
 from ..wsgi.input import EMPTY_INPUT, SpooledBody, StreamingBody
 from ..wsgi.response import error_response
 from . import inline, threaded
 from .context import Connection, ServerContext
-from .exchange import Exchange, close_result
+from .exchange import Exchange, account, close_result
 from .handoff import request_bytes, send_connection
 from .outbox import HeldTransport
-from .peer import transport_environ
+from .peer import peer_request_environ, transport_environ
 from .registry import Registry
 from .sendfile import SendfileJob
 
@@ -311,9 +310,7 @@ class HTTPConnection:
         if static is not None and ctx.router is None:  # files under a static prefix: no environ, no app
             if static.serve(self, request, self._base_environ):
                 return
-        environ = request_environ(self._base_environ, request, stream)
-        if proxy_headers_in(environ):
-            ctx.proxy.apply(environ, self._peer_trusted)  # before routing: the rewritten host routes
+        environ = peer_request_environ(ctx, self._base_environ, request, stream, self._peer_trusted)
         if ctx.router is not None:
             if not self._route(request, environ):
                 return
@@ -442,22 +439,9 @@ class HTTPConnection:
 
     def complete(self, ex: Exchange) -> None:
         """The exchange's on-complete callback: the response is fully handed to the transport."""
-        ctx = self.ctx
-        if ex.result is not None:
-            close_result(ex)
-        request = ex.request
-        duration = ctx.clock() - ex.started
-        ctx.outbox.after_app_call(duration)
-        ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
-        registry = self.registry
-        registry.requests_served += 1
-        if registry.requests_served == registry.recycle_at:
-            registry.recycle("max-requests")
+        account(ex, self.registry, False)
         self.exchange = None
-        if ctx.access_log is not None:
-            ctx.access_log(ex)
-        if ctx.post_request is not None:
-            ctx.post_request(ex.environ, ex.code, duration)
+        request = ex.request
         body = request.body
         body_read = True
         if body is not None:
@@ -549,11 +533,7 @@ class HTTPConnection:
 
         A trusted proxy's headers are applied, so a guard sees the client's scheme and address.
         """
-        stream: Any = EMPTY_INPUT
-        environ = request_environ(self._base_environ, request, stream)
-        if proxy_headers_in(environ):
-            self.ctx.proxy.apply(environ, self._peer_trusted)
-        return environ
+        return peer_request_environ(self.ctx, self._base_environ, request, EMPTY_INPUT, self._peer_trusted)
 
     # -- helpers -----------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from ..wsgi.response import AppError, Response, error_response
 
 if TYPE_CHECKING:
     from .context import ServerContext
+    from .registry import Registry
     from .sink import ResponseSink
 
 log = logging.getLogger("corral.error")
@@ -183,6 +184,28 @@ def loop_hidden(step: Callable[[Exchange], _R]) -> Callable[[Exchange], _R]:
 
 
 close_result = loop_hidden(Exchange.close_result)  # close() is app code too
+
+
+def account(ex: Exchange, registry: Registry[Any], h2: bool) -> None:
+    """What a finished exchange is counted for, whichever protocol carried it: the app's
+    close(), the outbox's pacing, the metrics, --max-requests, the access log, post_request."""
+    ctx = ex.ctx
+    if ex.result is not None:
+        close_result(ex)
+    request = ex.request
+    duration = ctx.clock() - ex.started
+    ctx.outbox.after_app_call(duration)
+    if h2:
+        ctx.stats.record_h2(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
+    else:
+        ctx.stats.record(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
+    registry.requests_served += 1
+    if registry.requests_served == registry.recycle_at:
+        registry.recycle("max-requests")
+    if ctx.access_log is not None:
+        ctx.access_log(ex)
+    if ctx.post_request is not None:
+        ctx.post_request(ex.environ, ex.code, duration)
 
 
 def fail(ex: Exchange, exc_info: Any) -> None:

@@ -34,13 +34,12 @@ from ..http import h2_guard
 from ..http.errors import ContentTooLarge, HTTPError, RequestTimeout
 from ..http.h2_messages import build_request
 from ..http.request import Request
-from ..wsgi.environ import proxy_headers_in, request_environ
 from ..wsgi.input import EMPTY_INPUT, SpooledBody
 from . import inline, threaded
 from .context import Connection, ServerContext
-from .exchange import Exchange, close_result
+from .exchange import Exchange, account, close_result
 from .h2_stream import BODY, RUNNING, SEND, H2Stream
-from .peer import transport_environ
+from .peer import peer_request_environ, transport_environ
 from .registry import Registry
 
 log = logging.getLogger("corral.error")
@@ -294,10 +293,7 @@ class H2Connection:
 
     def environ_of(self, request: Request, stream: BinaryIO | None) -> dict[str, Any]:
         body: Any = EMPTY_INPUT if stream is None else stream  # (EmptyInput is a BinaryIO by its methods)
-        environ = request_environ(self._base_environ, request, body)
-        if proxy_headers_in(environ):
-            self.ctx.proxy.apply(environ, self._peer_trusted)
-        return environ
+        return peer_request_environ(self.ctx, self._base_environ, request, body, self._peer_trusted)
 
     def _start(self, stream: H2Stream) -> None:
         ctx = self.ctx
@@ -318,22 +314,8 @@ class H2Connection:
 
     def complete(self, ex: Exchange) -> None:
         """The on-complete callback of every stream's exchange (HTTPConnection.complete's twin)."""
-        ctx = self.ctx
-        if ex.result is not None:
-            close_result(ex)
-        registry = self.registry
-        registry.requests_served += 1
-        request = ex.request
-        duration = ctx.clock() - ex.started
-        ctx.outbox.after_app_call(duration)
-        ctx.stats.record_h2(ctx.site_name, request.method, ex.code, duration, request.received, ex.bytes_out)
-        if registry.requests_served == registry.recycle_at:
-            registry.recycle("max-requests")
-        if ctx.access_log is not None:
-            ctx.access_log(ex)
-        if ctx.post_request is not None:
-            ctx.post_request(ex.environ, ex.code, duration)
-        body = request.body
+        account(ex, self.registry, True)
+        body = ex.request.body
         if type(body) is SpooledBody:
             body.close()
         stream = self.streams.get(_stream_id(ex))

@@ -1,14 +1,16 @@
-"""The per-connection environ keys of a transport: server and client addresses, TLS keys.
+"""The environ of a peer: its per-connection keys (server and client addresses, TLS keys),
+and each request's environ built on them, with a trusted proxy's headers applied.
 
-Built once per connection, by HTTP/1 (connection.py) and HTTP/2 (h2_connection.py) alike;
-an HTTP/1 connection switching to h2c hands over the one it built.
+Used by HTTP/1 (connection.py) and HTTP/2 (h2_connection.py) alike; an HTTP/1 connection
+switching to h2c hands over the per-connection keys it built.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..wsgi.environ import connection_environ
+from ..http.request import Request
+from ..wsgi.environ import connection_environ, proxy_headers_in, request_environ
 from . import tls
 from .context import ServerContext
 
@@ -44,3 +46,13 @@ def transport_environ(ctx: ServerContext, transport: Any, peername: Any) -> tupl
         environ.update(tls.connection_environ(transport.get_extra_info("ssl_object")))
     environ["corral.peer"] = peer
     return environ, shown, trusted
+
+
+def peer_request_environ(ctx: ServerContext, base: dict[str, Any], request: Request, body: Any,
+                         peer_trusted: bool) -> dict[str, Any]:
+    """A request's environ on its connection's `base`; a trusted peer's proxy headers applied
+    (before routing: the rewritten host routes), an untrusted peer's removed."""
+    environ = request_environ(base, request, body)
+    if proxy_headers_in(environ):
+        ctx.proxy.apply(environ, peer_trusted)
+    return environ
