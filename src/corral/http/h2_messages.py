@@ -1,13 +1,15 @@
 """Sans-I/O HTTP/2 messages: a stream's header block -> Request, a response head -> HEADERS.
 
-How this works: the `h2` library (server/h2_connection.py drives it) already checks what
-RFC 9113 8.2-8.3 require of a header block (lowercase names, the pseudo-headers present
-once and first, no connection-specific fields, `te: trailers` only). `build_request`
-adds the server's own rules, the ones HTTP/1 requests get from the parser: the size
-limits, a Content-Length we can trust, `:authority` and Host agreeing. The Request it
-returns is the one HTTP/1 builds (version "2"), so wsgi/environ.py makes the same
-PEP 3333 environ: `:authority` is HTTP_HOST, several `cookie` fields are joined with
-"; " as one Cookie header.
+How this works: `build_request` reads the decoded header list of one stream once, and
+refuses what RFC 9113 8.2-8.3 call malformed (uppercase or non-token names, CR, LF or NUL
+in a value or whitespace around it, pseudo-headers unknown, repeated or after a regular
+field, connection-specific fields, `te` other than `trailers`, :method, :scheme or :path
+missing) with the server's own rules on top, the ones HTTP/1 requests get from the
+parser: the size limits, a Content-Length we can trust, `:authority` and Host agreeing.
+A refusal is an HTTPError: the stream is answered with its status, then reset (8.1.1
+lets a server answer a malformed request before the reset). The Request it returns is
+the one HTTP/1 builds (version "2"), so wsgi/environ.py makes the same PEP 3333 environ:
+`:authority` is HTTP_HOST, several `cookie` fields are joined with "; " as one Cookie header.
 
 The response goes the other way: the exchange frames it with wsgi/response.py as for
 HTTP/1 (version "2": no chunking, no Connection header), and `response_headers` reads
@@ -27,6 +29,13 @@ from .request import Request
 HEAD_END = b"\r\n\r\n"
 # What an HTTP/1.1 request asking for h2c carries that the HTTP/2 request may not (RFC 9113 8.2.2).
 _UPGRADE_FIELDS = frozenset((b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection"))
+# Fields that only mean something to one HTTP/1.1 hop (RFC 9113 8.2.2): malformed in HTTP/2.
+_CONNECTION_FIELDS = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
+# What a field name may be made of in HTTP/2: a lowercase token (RFC 9110 5.6.2, RFC 9113 8.2.1).
+_NAME_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+# What a field value may not contain (RFC 9113 8.2.1), and may not start or end with.
+_VALUE_BYTES = bytes(b for b in range(256) if b not in (0, 10, 13))
+_EDGES = (32, 9)
 
 
 def build_request(headers: list[tuple[bytes, bytes]], limits: Limits) -> Request:
@@ -37,16 +46,41 @@ def build_request(headers: list[tuple[bytes, bytes]], limits: Limits) -> Request
     fields = request.headers
     size = 0
     host: bytes | None = None
+    scheme = b""
+    pseudo = True  # pseudo-header fields come first (RFC 9113 8.3)
     for name, value in headers:
         size += len(name) + len(value)
+        if value and (value.translate(None, _VALUE_BYTES) or value[0] in _EDGES or value[-1] in _EDGES):
+            raise BadRequest("a field value with CR, LF, NUL or surrounding whitespace")
         if name[:1] == b":":
+            if not pseudo:
+                raise BadRequest("a pseudo-header field after a regular field")
             if name == b":method":
+                if method:
+                    raise BadRequest("two :method fields")
                 method = value
             elif name == b":path":
+                if path:
+                    raise BadRequest("two :path fields")
                 path = value
             elif name == b":authority":
+                if authority:
+                    raise BadRequest("two :authority fields")
                 authority = value
-            continue  # :scheme is the connection's own (TLS or not); :protocol is not offered
+            elif name == b":scheme":
+                if scheme:
+                    raise BadRequest("two :scheme fields")
+                scheme = value  # the connection's own (TLS or not) is what the environ says
+            else:
+                raise BadRequest(f"the pseudo-header {name.decode('latin-1')} in a request")
+            continue
+        pseudo = False
+        if not name or name.translate(None, _NAME_BYTES):
+            raise BadRequest("a field name that is not a lowercase token")
+        if name in _CONNECTION_FIELDS:
+            raise BadRequest(f"the connection-specific field {name.decode('latin-1')}")
+        if name == b"te" and value != b"trailers":
+            raise BadRequest("te other than trailers")
         if name == b"host":
             if host is not None and host != value:
                 raise BadRequest("two different Host fields")
@@ -61,8 +95,8 @@ def build_request(headers: list[tuple[bytes, bytes]], limits: Limits) -> Request
         raise HeaderFieldsTooLarge(f"header block larger than {limits.max_header_size} bytes")
     if method == b"CONNECT":
         raise NotImplementedByServer("CONNECT is not supported")
-    if not method or not path:
-        raise BadRequest("a request needs :method and :path")
+    if not method or not path or not scheme:
+        raise BadRequest("a request needs :method, :scheme and :path")
     if len(path) > limits.max_request_line:
         raise URITooLong(f"request target longer than {limits.max_request_line} bytes")
     if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
@@ -96,7 +130,9 @@ def response_headers(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
     for line in lines[1:]:
         if line:
             name, _, value = line.partition(b": ")
-            headers.append((name.lower(), value))
+            name = name.lower()
+            if name not in _CONNECTION_FIELDS:  # (an error page's Connection: close)
+                headers.append((name, value))
     return int(status), headers
 
 

@@ -21,17 +21,10 @@ from __future__ import annotations
 import logging
 from typing import Any, BinaryIO
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-from h2.errors import ErrorCodes
-from hyperframe.exceptions import HyperframeError
-from hyperframe.frame import GoAwayFrame
-
-from ..http import h2_guard
+from ..http import h2_frames, h2_guard
 from ..http.errors import ContentTooLarge, HTTPError, RequestTimeout
+from ..http.h2_connection_state import H2ConnectionState, StreamClosed
+from ..http.h2_frames import CANCEL, ENHANCE_YOUR_CALM, INTERNAL_ERROR, NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM
 from ..http.h2_messages import build_request
 from ..http.request import Request
 from ..wsgi.input import EMPTY_INPUT, SpooledBody
@@ -45,7 +38,6 @@ from .registry import Registry
 log = logging.getLogger("corral.error")
 
 _WRITE_HIGH_WATER = 256 * 1024  # socket buffer above which every stream pauses
-_MAX_STREAM_ID = (1 << 31) - 1
 
 
 class H2Connection:
@@ -70,11 +62,17 @@ class H2Connection:
         # asked for it, answered on stream 1 once our preface is out.
         self._upgrade = upgrade
         self.transport: Any = None
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+        self.guard = h2_guard.FloodGuard()
+        self._list_size = h2_guard.header_list_size(ctx.limits)
+        self.h2 = H2ConnectionState(
+            self,
+            self.guard,
+            self._list_size,
+            h2_guard.MAX_CONCURRENT_STREAMS,
+            h2_guard.INITIAL_WINDOW_SIZE,
+            h2_guard.CONNECTION_WINDOW,
         )
         self.streams: dict[int, H2Stream] = {}
-        self.guard = h2_guard.FloodGuard()
         self.closed = False
         self.transport_paused = False
         self._flush_scheduled = False
@@ -105,30 +103,19 @@ class H2Connection:
             self.registry.add(self)  # the HTTP/1 connection it replaces was counted and has left
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
         self.deadline = ctx.loop.time() + ctx.timeouts.header
-        h2conn = self.h2
-        list_size = h2_guard.header_list_size(ctx.limits)
-        h2conn.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: h2_guard.MAX_CONCURRENT_STREAMS,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: list_size,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: h2_guard.INITIAL_WINDOW_SIZE,
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-            },
-        )
+        settings = [
+            (h2_frames.MAX_CONCURRENT_STREAMS, h2_guard.MAX_CONCURRENT_STREAMS),
+            (h2_frames.MAX_HEADER_LIST_SIZE, self._list_size),
+            (h2_frames.INITIAL_WINDOW_SIZE, h2_guard.INITIAL_WINDOW_SIZE),
+            (h2_frames.ENABLE_PUSH, 0),
+        ]
         upgrade = self._upgrade
-        if upgrade is None:
-            h2conn.initiate_connection()
-        else:
-            try:
-                h2conn.initiate_upgrade_connection(upgrade[0])  # (stream 1 half-closed: its request is in)
-            except (h2.exceptions.ProtocolError, HyperframeError) as exc:
-                log.info("Bad HTTP2-Settings from %s: %s", self.peer or "client", exc)
-                self._end(ErrorCodes.PROTOCOL_ERROR, "bad HTTP2-Settings")
-                return
-        # Enforced from the first HEADERS on (h2 applies settings once acknowledged).
-        h2conn.decoder.max_header_list_size = list_size
-        h2conn.increment_flow_control_window(h2_guard.CONNECTION_WINDOW - 65535)
+        try:
+            self.h2.start(settings, None if upgrade is None else upgrade[0])
+        except ValueError as exc:
+            log.info("Bad HTTP2-Settings from %s: %s", self.peer or "client", exc)
+            self._end(PROTOCOL_ERROR, "bad HTTP2-Settings")
+            return
         self._flush()
         if upgrade is not None:
             self._upgrade = None
@@ -144,20 +131,16 @@ class H2Connection:
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        h2conn = self.h2
         self._in_events = True
         try:
-            try:
-                events = self.h2.receive_data(data)
-            except h2.exceptions.ProtocolError as exc:
-                self._protocol_error(exc)
-                return
-            for event in events:
-                self._event(event)
-                if self.closed:
-                    return
+            h2conn.receive(data, self.ctx.loop.time())
         finally:
             self._in_events = False
-        self._flush()
+        if h2conn.error:
+            self._ended_by_error()
+        else:
+            self._flush()
 
     def eof_received(self) -> bool:
         self._peer_gone = True
@@ -185,46 +168,9 @@ class H2Connection:
             self.send(stream, resume=True)
         self._flush()
 
-    # -- frames in ---------------------------------------------------------------
+    # -- frames in (H2Events, called by the connection state) ---------------------
 
-    def _event(self, event: Any) -> None:
-        kind = type(event)
-        now = self.ctx.loop.time()
-        if kind is h2.events.RequestReceived:
-            self._request(event.stream_id, event.headers)
-        elif kind is h2.events.DataReceived:
-            self._data(event, now)
-        elif kind is h2.events.StreamEnded:
-            stream = self.streams.get(event.stream_id)
-            if stream is not None and stream.exchange is None and stream.deadline_kind == BODY:
-                self._body_complete(stream)
-        elif kind is h2.events.StreamReset:
-            stream = self.streams.get(event.stream_id)
-            if stream is not None:
-                self._close_stream(stream)
-            if not self.guard.note(h2_guard.RESET, now):
-                self._calm_down()
-        elif kind is h2.events.WindowUpdated:
-            if event.stream_id == 0:
-                for stream in list(self.streams.values()):
-                    self.send(stream, resume=True)
-            else:
-                stream = self.streams.get(event.stream_id)
-                if stream is not None:
-                    self.send(stream, resume=True)
-        elif kind in (h2.events.PingReceived, h2.events.RemoteSettingsChanged):
-            if not self.guard.note(h2_guard.CONTROL, now):
-                self._calm_down()
-        elif kind is h2.events.PriorityUpdated:
-            if not self.guard.note(h2_guard.EMPTY, now):
-                self._calm_down()
-        elif kind is h2.events.ConnectionTerminated:
-            self._peer_gone = True
-            if not self.streams:
-                self.close()
-        # TrailersReceived: dropped, as HTTP/1's trailer fields are.
-
-    def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def on_request(self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
         self._seen_stream = True
         if self._goaway and stream_id > self._last_stream:
             self._refuse(stream_id)  # after our GOAWAY: the client retries it elsewhere
@@ -244,39 +190,55 @@ class H2Connection:
             return
         stream = H2Stream(self, stream_id, request)
         self.streams[stream_id] = stream
-        stream.deadline_kind = BODY
-        stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
+        if end_stream:
+            self._body_complete(stream)
+        else:
+            stream.deadline_kind = BODY
+            stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
 
-    def _data(self, event: Any, now: float) -> None:
-        stream_id = event.stream_id
-        length = event.flow_controlled_length
+    def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         stream = self.streams.get(stream_id)
-        if length:
-            self._acknowledge(stream_id, length)
-        if stream is None or stream.deadline_kind != BODY:
-            return  # refused or answered already: its data only refills the window
-        data = event.data
-        if not data and event.stream_ended is None and not self.guard.note(h2_guard.EMPTY, now):
-            self._calm_down()
-            return
-        request = stream.request
-        request.received += len(data)
-        limits = self.ctx.limits
-        if request.received > limits.max_body_size or (
-            request.content_length is not None and request.received > request.content_length
-        ):
-            self._send_error(stream, ContentTooLarge(f"body larger than {limits.max_body_size} bytes"))
-            return
-        if stream.body is None:
-            stream.body = SpooledBody(limits.body_buffer_size)
-        stream.body.write(data)
-        stream.deadline = now + self.ctx.timeouts.body
+        if stream is None or stream.deadline_kind != BODY or stream.exchange is not None:
+            return  # refused or answered already: its data only refilled the window
+        if data:
+            request = stream.request
+            request.received += len(data)
+            limits = self.ctx.limits
+            if request.received > limits.max_body_size or (
+                request.content_length is not None and request.received > request.content_length
+            ):
+                self._send_error(stream, ContentTooLarge(f"body larger than {limits.max_body_size} bytes"))
+                return
+            if stream.body is None:
+                stream.body = SpooledBody(limits.body_buffer_size)
+            stream.body.write(data)
+            stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
+        if end_stream:
+            self._body_complete(stream)
 
-    def _acknowledge(self, stream_id: int, length: int) -> None:
-        try:
-            self.h2.acknowledge_received_data(length, stream_id)
-        except h2.exceptions.StreamClosedError:
-            pass  # (the connection's window is refilled all the same)
+    def on_end(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)  # (its trailer fields are dropped, as HTTP/1's are)
+        if stream is not None and stream.exchange is None and stream.deadline_kind == BODY:
+            self._body_complete(stream)
+
+    def on_reset(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            self._close_stream(stream)
+
+    def on_window(self, stream_id: int) -> None:
+        if stream_id == 0:
+            for stream in list(self.streams.values()):
+                self.send(stream, resume=True)
+        else:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                self.send(stream, resume=True)
+
+    def on_goaway(self) -> None:
+        self._peer_gone = True
+        if not self.streams:
+            self.close()
 
     def _body_complete(self, stream: H2Stream) -> None:
         request = stream.request
@@ -342,7 +304,7 @@ class H2Connection:
                     return
             out = stream.out
             while out and not self.transport_paused:
-                size = min(h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size, len(out))
+                size = min(h2conn.window(sid), h2conn.max_send_frame, len(out))
                 if size <= 0:
                     break
                 chunk = bytes(out[:size]) if size < len(out) else bytes(out)
@@ -355,12 +317,12 @@ class H2Connection:
                     return
             if stream.ended and not out and stream.head_done:
                 if stream.truncated:
-                    self.reset(stream, ErrorCodes.INTERNAL_ERROR)
+                    self.reset(stream, INTERNAL_ERROR)
                 else:
                     h2conn.end_stream(sid)
                     self._ended(stream)
                 return
-        except h2.exceptions.StreamClosedError:
+        except StreamClosed:
             self._close_stream(stream)  # the client reset it meanwhile
             return
         self.schedule_flush()
@@ -384,13 +346,10 @@ class H2Connection:
         if stream.exchange is None:
             self._forget(stream)
 
-    def reset(self, stream: H2Stream, code: int = ErrorCodes.INTERNAL_ERROR) -> None:
+    def reset(self, stream: H2Stream, code: int = INTERNAL_ERROR) -> None:
         """End a stream abruptly (the app failed mid-body, a stall, a short body)."""
         if not stream.closed and not self.closed:
-            try:
-                self.h2.reset_stream(stream.id, code)
-            except h2.exceptions.StreamClosedError:
-                pass
+            self.h2.reset_stream(stream.id, code)
             self.schedule_flush()
         self._close_stream(stream)
 
@@ -442,22 +401,18 @@ class H2Connection:
         stream.deadline_kind = RUNNING
         try:
             self.h2.send_headers(stream.id, headers)
-            window = self.h2.local_flow_control_window(stream.id)
-            if window >= len(body):
+            if self.h2.window(stream.id) >= len(body):
                 self.h2.send_data(stream.id, body, end_stream=True)
-                self.h2.reset_stream(stream.id, ErrorCodes.NO_ERROR)  # (RFC 9113 8.1: stop its upload)
+                self.h2.reset_stream(stream.id, NO_ERROR)  # (RFC 9113 8.1: stop its upload)
             else:
-                self.h2.reset_stream(stream.id, ErrorCodes.REFUSED_STREAM)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                self.h2.reset_stream(stream.id, REFUSED_STREAM)
+        except StreamClosed:
             pass
         self.schedule_flush()
         self._close_stream(stream)
 
     def _refuse(self, stream_id: int) -> None:
-        try:
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
-        except h2.exceptions.StreamClosedError:
-            pass
+        self.h2.reset_stream(stream_id, REFUSED_STREAM)
         self.schedule_flush()
 
     def schedule_flush(self) -> None:
@@ -469,29 +424,25 @@ class H2Connection:
         self._flush_scheduled = False
         if self.closed:
             return
-        data = self.h2.data_to_send()
-        if data:
-            self.transport.write(data)
+        if self.h2.out:
+            self.transport.write(self.h2.take_output())
 
     # -- ending the connection -----------------------------------------------------
 
-    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
-        log.info("HTTP/2 protocol error from %s: %s", self.peer or "client", exc)
-        code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
-        self._end(code, str(exc))
-
-    def _calm_down(self) -> None:
-        log.warning("Closing HTTP/2 connection from %s: %s", self.peer or "client", self.guard.exceeded)
-        self._end(ErrorCodes.ENHANCE_YOUR_CALM, self.guard.exceeded)
+    def _ended_by_error(self) -> None:
+        """The connection state sent GOAWAY with an error (a broken frame, a flood): close."""
+        h2conn = self.h2
+        if h2conn.error_code == ENHANCE_YOUR_CALM:
+            log.warning("Closing HTTP/2 connection from %s: %s", self.peer or "client", h2conn.error)
+        else:
+            log.info("HTTP/2 protocol error from %s: %s", self.peer or "client", h2conn.error)
+        self._end(h2conn.error_code, h2conn.error)
 
     def _end(self, code: int, why: str) -> None:
         """GOAWAY with an error, then close: no stream of this connection goes on."""
         if self.closed:
             return
-        try:
-            self.h2.close_connection(code, why.encode("latin-1", "replace")[:256])
-        except h2.exceptions.ProtocolError:
-            pass
+        self.h2.fail(code, why)
         self._flush()
         for stream in list(self.streams.values()):
             self._drop(stream)
@@ -499,16 +450,11 @@ class H2Connection:
         self.close()
 
     def _send_goaway(self) -> None:
-        """A graceful GOAWAY: streams up to the last one received finish; later ones are refused.
-
-        Written past h2's state machine, which after its own GOAWAY would refuse to send the
-        in-flight streams' responses.
-        """
+        """A graceful GOAWAY: streams up to the last one received finish; later ones are refused."""
         self._goaway = True
-        self._last_stream = self.h2.highest_inbound_stream_id
-        frame = GoAwayFrame(stream_id=0, last_stream_id=self._last_stream, error_code=ErrorCodes.NO_ERROR)
-        self._flush()  # what h2 framed before it goes first
-        self.transport.write(frame.serialize())
+        self._last_stream = self.h2.highest_stream
+        self.h2.goaway(self._last_stream)
+        self._flush()
 
     def shutdown(self, now: float, patient: bool = False) -> None:
         """Graceful stop: GOAWAY once; close when the streams it let through are done."""
@@ -530,7 +476,7 @@ class H2Connection:
             return
         if not self.streams:
             if now >= self.deadline:
-                self._end(ErrorCodes.NO_ERROR, "idle")
+                self._end(NO_ERROR, "idle")
             return
         for stream in list(self.streams.values()):
             if now < stream.deadline or stream.closed:
@@ -539,7 +485,7 @@ class H2Connection:
                 self._send_error(stream, RequestTimeout("request body stalled"))
             elif stream.deadline_kind == SEND:
                 log.info("Resetting HTTP/2 stream %d of %s: the client's window stayed shut", stream.id, self.peer)
-                self.reset(stream, ErrorCodes.CANCEL)
+                self.reset(stream, CANCEL)
         self._flush()
 
     def running(self) -> list[Exchange]:
@@ -557,7 +503,7 @@ class H2Connection:
         # The stream is dropped with its exchange still on it: `_drop` marks it aborted and
         # wakes its thread, which then stops at its next write (as HTTP/1's lost connection).
         if ex.headers_sent:
-            self.reset(stream, ErrorCodes.INTERNAL_ERROR)
+            self.reset(stream, INTERNAL_ERROR)
         else:
             self._answer(stream, 504, "Gateway Timeout", "The application did not answer in time.")
         self._flush()
