@@ -25,8 +25,9 @@ from typing import Final, Protocol
 
 from . import h2_frames as f
 from .h2_guard import CONTROL, EMPTY, RESET, FloodGuard
-from .h2_hpack import Decoder, Encoder, HeaderListTooLarge, HPACKError
+from .h2_hpack import Decoder, HeaderListTooLarge, HPACKError, encode_fields
 
+TABLE_SIZE_ZERO: Final = b"\x20"  # an HPACK dynamic table size update to 0 (RFC 7541 6.3)
 # Window updates are sent once this share of a receive window is consumed, not per frame.
 _REFILL_SHARE: Final = 16
 
@@ -87,7 +88,7 @@ class H2ConnectionState:
         self.highest_stream = 0  # the highest stream id the client opened
         self.max_send_frame = f.DEFAULT_MAX_FRAME_SIZE  # the client's SETTINGS_MAX_FRAME_SIZE
         self._decoder = Decoder(max_header_list_size)
-        self._encoder = Encoder()
+        self._table_sized = False  # our first block told the client our table is empty
         self._max_block = max_header_list_size  # a compressed block cannot need more
         self._max_streams = max_concurrent_streams
         self._stream_window = stream_window  # ours, for each stream's uploads
@@ -120,7 +121,7 @@ class H2ConnectionState:
             self.out += f.window_update_frame(0, self._connection_window - f.DEFAULT_WINDOW)
         if upgrade_settings is not None:
             try:
-                payload = base64.urlsafe_b64decode(upgrade_settings + b"=" * (-len(upgrade_settings) % 4))
+                payload = base64.b64decode(upgrade_settings + b"=" * (-len(upgrade_settings) % 4), b"-_", validate=True)
             except (binascii.Error, ValueError):
                 raise ValueError("HTTP2-Settings is not base64url") from None
             if len(payload) % 6:
@@ -456,8 +457,16 @@ class H2ConnectionState:
         return min(stream.send_window, self._send_connection)
 
     def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool = False) -> None:
+        self.send_block(stream_id, encode_fields(headers), end_stream)
+
+    def send_block(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
+        """HEADERS (and CONTINUATION) for an HPACK block made by h2_hpack.encode_fields."""
         stream = self._open(stream_id)
-        block = self._encoder.encode(headers)
+        if not self._table_sized:
+            # Our encoder never indexes: the first block sets our table to 0 once, and then
+            # no SETTINGS_HEADER_TABLE_SIZE of the client can be below what we use.
+            block = TABLE_SIZE_ZERO + block
+            self._table_sized = True
         self.out += f.headers_frames(stream_id, block, end_stream, self.max_send_frame)
         if end_stream:
             self._ended(stream_id, stream)

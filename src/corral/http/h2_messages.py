@@ -23,6 +23,7 @@ import base64
 import binascii
 
 from .errors import BadRequest, ContentTooLarge, HeaderFieldsTooLarge, NotImplementedByServer, URITooLong
+from .h2_hpack import encode_fields
 from .limits import Limits
 from .request import Request
 
@@ -134,6 +135,23 @@ def response_headers(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
             if name not in _CONNECTION_FIELDS:  # (an error page's Connection: close)
                 headers.append((name, value))
     return int(status), headers
+
+
+# Response heads seen lately -> their HPACK blocks. Apps send the same few heads (the Date
+# line changes once a second), and the encoder keeps no state, so a block can be reused.
+_BLOCKS: dict[bytes, bytes] = {}
+_BLOCKS_SIZE = 512
+
+
+def response_block(head: bytes) -> bytes:
+    """The HPACK block (without a table size update) of a head wsgi/response.py built."""
+    block = _BLOCKS.get(head)
+    if block is None:
+        block = encode_fields(response_headers(head)[1])
+        if len(_BLOCKS) >= _BLOCKS_SIZE:
+            _BLOCKS.clear()
+        _BLOCKS[head] = block
+    return block
 
 
 def upgrade_settings(request: Request) -> bytes | None:

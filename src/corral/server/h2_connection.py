@@ -1,19 +1,19 @@
 """One HTTP/2 connection: frames in, streams out, each stream one exchange.
 
-How this works: the `h2` library's H2Connection (sans-I/O: bytes in, events out, bytes
-to send) does the framing, HPACK and the flow-control arithmetic; this asyncio protocol
-turns its events into streams (h2_stream.py) and runs each request as an `Exchange` on
-the same runners as HTTP/1 (inline on the loop, or on the app threads). A request body
-is spooled as it arrives and acknowledged at once (its window refills), bounded by
---max-body-size and --body-timeout per stream; the app runs once the stream ends. Every
-response waits in its stream until the peer's windows let `send` pass it to h2, and
-what h2 has framed goes to the socket once per loop pass (`schedule_flush`). Costly
-frames without requests are counted (http/h2_guard.py FloodGuard): past a bound the
-connection ends with GOAWAY ENHANCE_YOUR_CALM. On a graceful stop a GOAWAY names the
-last stream we take; the streams before it finish, then the connection closes.
+How this works: the sans-I/O connection state (http/h2_connection_state.py: frames,
+HPACK, stream states and flow control) reads the bytes and calls this protocol back as
+its H2Events: a request's header list, its body, a reset, a window that reopened. Each
+request becomes a stream (h2_stream.py) and runs as an `Exchange` on the same runners as
+HTTP/1 (inline on the loop, or on the app threads). A request body is spooled as it
+arrives (the state refills its window), bounded by --max-body-size and --body-timeout
+per stream; the app runs once the stream ends. Every response waits in its stream until
+the client's windows let `send` pass it on, and the frames go to the socket once per
+loop pass (`schedule_flush`) or at the end of data_received. Costly frames without
+requests are counted (http/h2_guard.py FloodGuard): past a bound the state ends the
+connection with GOAWAY ENHANCE_YOUR_CALM. On a graceful stop a GOAWAY names the last
+stream we take; the streams before it finish, then the connection closes.
 
-h2 is imported only by this module, which the worker imports only once an HTTP/2
-connection arrives: an HTTP/1-only server never loads it.
+The worker imports this module only once an HTTP/2 connection arrives.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 from typing import Any, BinaryIO
 
 from ..http import h2_frames, h2_guard
-from ..http.errors import ContentTooLarge, HTTPError, RequestTimeout
+from ..http.errors import BadRequest, ContentTooLarge, HTTPError, RequestTimeout
 from ..http.h2_connection_state import H2ConnectionState, StreamClosed
 from ..http.h2_frames import CANCEL, ENHANCE_YOUR_CALM, INTERNAL_ERROR, NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM
 from ..http.h2_messages import build_request
@@ -231,9 +231,9 @@ class H2Connection:
             for stream in list(self.streams.values()):
                 self.send(stream, resume=True)
         else:
-            stream = self.streams.get(stream_id)
-            if stream is not None:
-                self.send(stream, resume=True)
+            one = self.streams.get(stream_id)
+            if one is not None:
+                self.send(one, resume=True)
 
     def on_goaway(self) -> None:
         self._peer_gone = True
@@ -243,7 +243,7 @@ class H2Connection:
     def _body_complete(self, stream: H2Stream) -> None:
         request = stream.request
         if request.content_length is not None and request.received != request.content_length:
-            self._send_error(stream, _BadLength("body shorter than its Content-Length"))
+            self._send_error(stream, BadRequest("body shorter than its Content-Length"))
             return
         if stream.body is not None:
             stream.body.finish()
@@ -297,7 +297,7 @@ class H2Connection:
         try:
             if stream.head is not None:
                 end = stream.ended and not stream.out and not stream.truncated
-                h2conn.send_headers(sid, stream.head, end_stream=end)
+                h2conn.send_block(sid, stream.head, end)
                 stream.head = None
                 if end:
                     self._ended(stream)
@@ -519,10 +519,6 @@ class H2Connection:
             self.closed = True
             self.transport.close()
         self.closed = True
-
-
-class _BadLength(HTTPError):
-    status, reason = 400, "Bad Request"
 
 
 def _stream_id(ex: Exchange) -> int:

@@ -1,8 +1,8 @@
 """One HTTP/2 stream: its request as it arrives, and the response sink of its exchange.
 
 How this works: the exchange writes the bytes wsgi/response.py framed for version "2"
-(an HTTP/1-style head, then the plain body); the stream reads the head back into a
-HEADERS frame (http/h2_messages.py) and keeps the body in `out` until the peer's flow
+(an HTTP/1-style head, then the plain body); the stream reads the head back into the
+HPACK block of a HEADERS frame (http/h2_messages.py, cached per head) and keeps the body in `out` until the peer's flow
 control windows let the connection send it (H2Connection.send). `write_paused` is set
 while more than STREAM_HIGH_WATER bytes wait, or while the socket itself is paused, so
 the exchange pulls the app only as fast as this stream's window opens; a slow stream
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..http.h2_messages import HEAD_END, response_headers
+from ..http.h2_messages import HEAD_END, response_block
 from ..http.request import Request
 from ..wsgi.input import SpooledBody
 from .exchange import Exchange
@@ -35,7 +35,7 @@ class H2Stream:
         self.body: SpooledBody | None = None
         self.exchange: Exchange | None = None
         self.write_paused = False
-        self.head: list[tuple[bytes, bytes]] | None = None  # HEADERS not sent yet
+        self.head: bytes | None = None  # the HPACK block of HEADERS not sent yet
         self.head_done = False  # the head was read (it may still wait in `head`)
         self._partial = b""  # a head not complete yet (the exchange writes it whole, in practice)
         self.out = bytearray()  # body bytes waiting for the flow-control window
@@ -87,7 +87,7 @@ class H2Stream:
                 self._partial = data
                 return
             self._partial = b""
-            _, self.head = response_headers(data[:end])
+            self.head = response_block(data[:end])
             self.head_done = True
             data = data[end + len(HEAD_END) :]
         if data:
