@@ -26,6 +26,8 @@ HOT_PATH = [
     "src/corral/http/connection_state.py",
     "src/corral/http/date.py",
     "src/corral/http/framing.py",
+    "src/corral/http/h2_hpack.py",
+    "src/corral/http/h2_huffman.py",
     "src/corral/http/parser.py",
     "src/corral/http/request.py",
     "src/corral/http/serialize.py",
