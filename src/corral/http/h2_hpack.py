@@ -249,34 +249,42 @@ class Decoder:
             del entries[:evicted]
 
 
-def _build_static_indexes() -> tuple[dict[tuple[bytes, bytes], int], dict[bytes, int]]:
-    fields: dict[tuple[bytes, bytes], int] = {}
-    names: dict[bytes, int] = {}
-    for index in range(1, _STATIC_LAST + 1):
-        field = _STATIC[index]
-        fields.setdefault(field, index)
-        names.setdefault(field[0], index)
-    return fields, names
-
-
-_STATIC_FIELD_INDEX, _STATIC_NAME_INDEX = _build_static_indexes()
-
-
-def _put_integer(out: bytearray, flags: int, value: int, prefix_mask: int) -> None:
+def _integer_bytes(flags: int, value: int, prefix_mask: int) -> bytes:
+    """The integer (RFC 7541 5.1) with `flags` in the first byte's bits above the prefix."""
     if value < prefix_mask:
-        out.append(flags | value)
-        return
-    out.append(flags | prefix_mask)
+        return bytes([flags | value])
+    out = bytearray([flags | prefix_mask])
     value -= prefix_mask
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
+    return bytes(out)
 
 
-def _put_string(out: bytearray, data: bytes) -> None:
-    _put_integer(out, 0, len(data), 0x7F)
-    out += data
+def _build_static_encodings() -> tuple[dict[tuple[bytes, bytes], bytes], dict[bytes, bytes]]:
+    """What each static field encodes to (indexed), and each static name's literal prefix."""
+    fields: dict[tuple[bytes, bytes], bytes] = {}
+    names: dict[bytes, bytes] = {}
+    for index in range(_STATIC_LAST, 0, -1):  # downwards, so the lowest index of a name wins
+        field = _STATIC[index]
+        fields[field] = bytes([0x80 | index])  # indexed field: static indexes fit the 7-bit prefix
+        names[field[0]] = _integer_bytes(0x00, index, 0x0F)  # literal without indexing, indexed name
+    return fields, names
+
+
+_STATIC_FIELD_BYTES, _STATIC_NAME_PREFIX = _build_static_encodings()
+# The length prefix of each raw string shorter than 127 bytes (no Huffman: the top bit is 0).
+_SHORT_LENGTHS: Final[tuple[bytes, ...]] = tuple(bytes([length]) for length in range(0x7F))
+_LITERAL_NAME: Final = b"\x00"  # literal without indexing, literal name
+_TABLE_SIZE_ZERO: Final = b"\x20"  # a dynamic table size update to 0
+
+
+def _length(data: bytes) -> bytes:
+    length = len(data)
+    if length < 0x7F:
+        return _SHORT_LENGTHS[length]
+    return _integer_bytes(0x00, length, 0x7F)
 
 
 class Encoder:
@@ -286,21 +294,23 @@ class Encoder:
         self._started = False
 
     def encode(self, headers: list[tuple[bytes, bytes]]) -> bytes:
-        out = bytearray()
+        pieces: list[bytes] = []
         if not self._started:
-            out.append(0x20)  # a dynamic table size update to 0: the peer holds nothing of ours
+            pieces.append(_TABLE_SIZE_ZERO)  # the peer holds nothing of ours
             self._started = True
         for field in headers:
-            index = _STATIC_FIELD_INDEX.get(field, 0)
-            if index:
-                out.append(0x80 | index)  # indexed field; static indexes fit the 7-bit prefix
+            indexed = _STATIC_FIELD_BYTES.get(field)
+            if indexed is not None:
+                pieces.append(indexed)
                 continue
             name, value = field
-            index = _STATIC_NAME_INDEX.get(name, 0)
-            if index:
-                _put_integer(out, 0x00, index, 0x0F)  # literal without indexing, indexed name
+            prefix = _STATIC_NAME_PREFIX.get(name)
+            if prefix is not None:
+                pieces.append(prefix)
             else:
-                out.append(0x00)  # literal without indexing, literal name
-                _put_string(out, name)
-            _put_string(out, value)
-        return bytes(out)
+                pieces.append(_LITERAL_NAME)
+                pieces.append(_length(name))
+                pieces.append(name)
+            pieces.append(_length(value))
+            pieces.append(value)
+        return b"".join(pieces)
