@@ -155,7 +155,9 @@ class Decoder:
 
     def __init__(self, max_list_size: int, max_table_size: int = 4096) -> None:
         self.max_list_size = max_list_size
-        # The most the peer may set its table to: our SETTINGS_HEADER_TABLE_SIZE.
+        # The most the peer may set its table to: our SETTINGS_HEADER_TABLE_SIZE. The table
+        # starts at this size, so below 4096 (the SETTINGS default, which the peer may use
+        # until it has our SETTINGS) it is only safe once the peer has acknowledged them.
         self.max_table_size = max_table_size
         self._capacity = max_table_size  # the size the peer's last update chose
         self._size = 0

@@ -188,6 +188,18 @@ def test_broken_blocks_raise(block: bytes) -> None:
     assert not isinstance(caught.value, HeaderListTooLarge)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=4))
+def test_any_bytes_decode_or_raise_hpack_error(blocks: list[bytes]) -> None:
+    decoder = Decoder(1 << 12)
+    for block in blocks:
+        try:
+            headers = decoder.decode(block)
+        except HPACKError:
+            return
+        assert all(type(name) is bytes and type(value) is bytes for name, value in headers)
+
+
 def test_integers_of_4_continuation_bytes_are_accepted() -> None:
     # 127 + 0 as an overlong but bounded encoding: the name length is 127.
     block = b"\x00\x7f\x80\x80\x80\x00" + b"n" * 127 + b"\x01v"
