@@ -99,11 +99,14 @@ _ENTRY_OVERHEAD: Final = 32  # RFC 7541 4.1: an entry's size is its name, its va
 # HPACK's integers (indexes, lengths, table sizes) is bounded by more than a frame's size,
 # so a longer one is an attack, not a header.
 _MAX_INTEGER_SHIFT: Final = 28
-# Huffman-decoded strings recur across connections (user-agent, accept, cookies): a bounded
-# cache of the short ones, emptied when full.
+# Huffman-decoded strings recur across connections (user-agent, accept, paths): a bounded
+# cache of the short ones, emptied when full. It is shared by all connections, so a value
+# that may be a secret stays out of it (a hit is faster: a timing oracle on other users'
+# values): never-indexed fields, and the values of the names below.
 _HUFFMAN_CACHE: Final[dict[bytes, bytes]] = {}
 _HUFFMAN_CACHE_ENTRIES: Final = 512
 _HUFFMAN_CACHE_LENGTH: Final = 256
+_SECRET_NAMES: Final = frozenset((b"authorization", b"cookie", b"proxy-authorization"))
 
 
 def _integer(block: bytes, pos: int, prefix_mask: int) -> tuple[int, int]:
@@ -127,8 +130,8 @@ def _integer(block: bytes, pos: int, prefix_mask: int) -> tuple[int, int]:
             raise HPACKError("an integer encoded in more than 4 continuation bytes")
 
 
-def _string(block: bytes, pos: int) -> tuple[bytes, int]:
-    """The string literal (RFC 7541 5.2) at pos, and the next pos."""
+def _string(block: bytes, pos: int, cache: bool) -> tuple[bytes, int]:
+    """The string literal (RFC 7541 5.2) at pos, and the next pos; `cache`: may it be cached."""
     if pos >= len(block):
         raise HPACKError("a header block ending where a string was due")
     huffman = block[pos] & 0x80
@@ -139,6 +142,8 @@ def _string(block: bytes, pos: int) -> tuple[bytes, int]:
     raw = block[pos:stop]
     if not huffman:
         return raw, stop
+    if not cache:
+        return huffman_decode(raw), stop
     cached = _HUFFMAN_CACHE.get(raw)
     if cached is not None:
         return cached, stop
@@ -191,7 +196,7 @@ class Decoder:
                     pos += 1
                 else:
                     index, pos = _integer(block, pos, 0x3F)
-                field, pos = self._literal(block, pos, index)
+                field, pos = self._literal(block, pos, index, True)
                 self._insert(field)
             elif byte & 0x20:
                 raise HPACKError("a dynamic table size update after a header field")
@@ -201,7 +206,7 @@ class Decoder:
                     pos += 1
                 else:
                     index, pos = _integer(block, pos, 0x0F)
-                field, pos = self._literal(block, pos, index)
+                field, pos = self._literal(block, pos, index, not byte & 0x10)
             list_size += len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
             if list_size <= limit:
                 headers.append(field)
@@ -220,12 +225,13 @@ class Decoder:
             raise HPACKError(f"a header field index of {index}, past the table's {_STATIC_LAST + len(entries)}")
         return entries[len(entries) - 1 - dynamic]
 
-    def _literal(self, block: bytes, pos: int, name_index: int) -> tuple[tuple[bytes, bytes], int]:
+    def _literal(self, block: bytes, pos: int, name_index: int, indexable: bool) -> tuple[tuple[bytes, bytes], int]:
+        """A literal field's name (from the table if `name_index`) and value, and the next pos."""
         if name_index:
             name = self._field(name_index)[0]
         else:
-            name, pos = _string(block, pos)
-        value, pos = _string(block, pos)
+            name, pos = _string(block, pos, True)
+        value, pos = _string(block, pos, indexable and name not in _SECRET_NAMES)
         return (name, value), pos
 
     def _insert(self, field: tuple[bytes, bytes]) -> None:

@@ -255,3 +255,16 @@ def test_names_and_values_come_back_as_sent() -> None:
     # Not HPACK's business: uppercase names, empty names, any bytes (the caller validates).
     block = Encoder().encode([(b"X-Upper", b"\x00\xff"), (b"", b"")])
     assert Decoder(1 << 20).decode(block) == [(b"X-Upper", b"\x00\xff"), (b"", b"")]
+
+
+def test_secret_values_stay_out_of_the_shared_huffman_cache() -> None:
+    from corral.http import h2_hpack
+
+    h2_hpack._HUFFMAN_CACHE.clear()
+    encoder = hpack.Encoder()
+    headers = [(b"user-agent", b"curl/8.0"), (b"cookie", b"session=s3cret"), (b"x-token", b"t0ken")]
+    fields = [headers[0], headers[1], hpack.NeverIndexedHeaderTuple(*headers[2])]
+    assert Decoder(1 << 16).decode(encoder.encode(fields, huffman=True)) == headers
+    cached = set(h2_hpack._HUFFMAN_CACHE.values())
+    assert b"curl/8.0" in cached and b"x-token" in cached  # a never-indexed field's name may be
+    assert b"session=s3cret" not in cached and b"t0ken" not in cached
