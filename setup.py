@@ -29,6 +29,8 @@ HOT_PATH = [
     "src/corral/http/h2_connection_state.py",
     "src/corral/http/h2_frames.py",
     "src/corral/http/h2_guard.py",
+    "src/corral/http/h2_hpack.py",
+    "src/corral/http/h2_huffman.py",
     "src/corral/http/h2_messages.py",
     "src/corral/http/parser.py",
     "src/corral/http/request.py",

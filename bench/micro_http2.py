@@ -18,13 +18,13 @@ import sys
 import time
 
 import hpack
+from micro_keepalive import BODY, NullTransport, app
 
 import corral
 from corral.http import h2_frames as f
 from corral.server.context import ServerContext
 from corral.server.h2_connection import H2Connection
 from corral.server.registry import Registry
-from micro_keepalive import BODY, NullTransport, app
 
 FIELDS = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "127.0.0.1:8000"),
           ("user-agent", "h2load nghttp2/1.52.0")]

@@ -25,9 +25,8 @@ from typing import Final, Protocol
 
 from . import h2_frames as f
 from .h2_guard import CONTROL, EMPTY, RESET, FloodGuard
-from .h2_hpack import Decoder, HeaderListTooLarge, HPACKError, encode_fields
+from .h2_hpack import Decoder, Encoder, HeaderListTooLarge, HPACKError, encode_fields
 
-TABLE_SIZE_ZERO: Final = b"\x20"  # an HPACK dynamic table size update to 0 (RFC 7541 6.3)
 # Window updates are sent once this share of a receive window is consumed, not per frame.
 _REFILL_SHARE: Final = 16
 
@@ -88,7 +87,7 @@ class H2ConnectionState:
         self.highest_stream = 0  # the highest stream id the client opened
         self.max_send_frame = f.DEFAULT_MAX_FRAME_SIZE  # the client's SETTINGS_MAX_FRAME_SIZE
         self._decoder = Decoder(max_header_list_size)
-        self._table_sized = False  # our first block told the client our table is empty
+        self._encoder = Encoder()
         self._max_block = max_header_list_size  # a compressed block cannot need more
         self._max_streams = max_concurrent_streams
         self._stream_window = stream_window  # ours, for each stream's uploads
@@ -462,11 +461,8 @@ class H2ConnectionState:
     def send_block(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
         """HEADERS (and CONTINUATION) for an HPACK block made by h2_hpack.encode_fields."""
         stream = self._open(stream_id)
-        if not self._table_sized:
-            # Our encoder never indexes: the first block sets our table to 0 once, and then
-            # no SETTINGS_HEADER_TABLE_SIZE of the client can be below what we use.
-            block = TABLE_SIZE_ZERO + block
-            self._table_sized = True
+        # (Our table is empty and says so once: no SETTINGS_HEADER_TABLE_SIZE can be below it.)
+        block = self._encoder.block(block)
         self.out += f.headers_frames(stream_id, block, end_stream, self.max_send_frame)
         if end_stream:
             self._ended(stream_id, stream)
