@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Final
 
 from .errors import BadRequest, ContentTooLarge, HeaderFieldsTooLarge, NotImplementedByServer, URITooLong
 from .h2_hpack import encode_fields
@@ -37,6 +38,11 @@ _NAME_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 # What a field value may not contain (RFC 9113 8.2.1), and may not start or end with.
 _VALUE_BYTES = bytes(b for b in range(256) if b not in (0, 10, 13))
 _EDGES = (32, 9)
+# Fields that passed those checks: a client sends the same fields again and again (HPACK
+# hands back the same objects for them), so each is checked once; bounded, then unchecked
+# fields are simply checked every time.
+_GOOD_FIELDS: Final[set[tuple[bytes, bytes]]] = set()
+_GOOD_FIELDS_SIZE: Final = 4096
 
 
 def build_request(headers: list[tuple[bytes, bytes]], limits: Limits) -> Request:
@@ -49,10 +55,13 @@ def build_request(headers: list[tuple[bytes, bytes]], limits: Limits) -> Request
     host: bytes | None = None
     scheme = b""
     pseudo = True  # pseudo-header fields come first (RFC 9113 8.3)
-    for name, value in headers:
+    for field in headers:
+        name, value = field
         size += len(name) + len(value)
-        if value and (value.translate(None, _VALUE_BYTES) or value[0] in _EDGES or value[-1] in _EDGES):
-            raise BadRequest("a field value with CR, LF, NUL or surrounding whitespace")
+        if field not in _GOOD_FIELDS:
+            _check_field(name, value)
+            if len(_GOOD_FIELDS) < _GOOD_FIELDS_SIZE:
+                _GOOD_FIELDS.add(field)
         if name[:1] == b":":
             if not pseudo:
                 raise BadRequest("a pseudo-header field after a regular field")
@@ -76,8 +85,6 @@ def build_request(headers: list[tuple[bytes, bytes]], limits: Limits) -> Request
                 raise BadRequest(f"the pseudo-header {name.decode('latin-1')} in a request")
             continue
         pseudo = False
-        if not name or name.translate(None, _NAME_BYTES):
-            raise BadRequest("a field name that is not a lowercase token")
         if name in _CONNECTION_FIELDS:
             raise BadRequest(f"the connection-specific field {name.decode('latin-1')}")
         if name == b"te" and value != b"trailers":
@@ -113,6 +120,13 @@ def build_request(headers: list[tuple[bytes, bytes]], limits: Limits) -> Request
     request.target = path
     request.path, _, request.query = path.partition(b"?")
     return request
+
+
+def _check_field(name: bytes, value: bytes) -> None:
+    if value and (value.translate(None, _VALUE_BYTES) or value[0] in _EDGES or value[-1] in _EDGES):
+        raise BadRequest("a field value with CR, LF, NUL or surrounding whitespace")
+    if name[:1] != b":" and (not name or name.translate(None, _NAME_BYTES)):
+        raise BadRequest("a field name that is not a lowercase token")
 
 
 def _content_length(request: Request, value: bytes, limits: Limits) -> None:

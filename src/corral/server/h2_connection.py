@@ -77,6 +77,7 @@ class H2Connection:
         self.transport_paused = False
         self._flush_scheduled = False
         self._in_events = False  # inside data_received: it flushes once at the end
+        self._now = 0.0  # the loop's time when data_received began (one clock read a pass)
         self._goaway = False  # sent our GOAWAY (graceful stop): streams above _last_stream are refused
         self._last_stream = 0
         self._peer_gone = False  # the client sent GOAWAY: no new streams will come
@@ -132,9 +133,10 @@ class H2Connection:
         if self.closed:
             return
         h2conn = self.h2
+        self._now = now = self.ctx.loop.time()
         self._in_events = True
         try:
-            h2conn.receive(data, self.ctx.loop.time())
+            h2conn.receive(data, now)
         finally:
             self._in_events = False
         if h2conn.error:
@@ -175,8 +177,9 @@ class H2Connection:
         if self._goaway and stream_id > self._last_stream:
             self._refuse(stream_id)  # after our GOAWAY: the client retries it elsewhere
             return
-        running = sum(1 for s in self.streams.values() if s.deadline_kind != BODY)
-        if running >= h2_guard.MAX_CONCURRENT_STREAMS:
+        if len(self.streams) >= h2_guard.MAX_CONCURRENT_STREAMS and (
+            sum(1 for s in self.streams.values() if s.deadline_kind != BODY) >= h2_guard.MAX_CONCURRENT_STREAMS
+        ):
             # Reset streams whose app call still runs count here: that is what bounds the
             # work a rapid-reset client can leave behind (CVE-2023-44487).
             self._refuse(stream_id)
@@ -194,7 +197,7 @@ class H2Connection:
             self._body_complete(stream)
         else:
             stream.deadline_kind = BODY
-            stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
+            stream.deadline = self._clock() + self.ctx.timeouts.body
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         stream = self.streams.get(stream_id)
@@ -212,7 +215,7 @@ class H2Connection:
             if stream.body is None:
                 stream.body = SpooledBody(limits.body_buffer_size)
             stream.body.write(data)
-            stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.body
+            stream.deadline = self._clock() + self.ctx.timeouts.body
         if end_stream:
             self._body_complete(stream)
 
@@ -303,6 +306,7 @@ class H2Connection:
                     self._ended(stream)
                     return
             out = stream.out
+            sent = False
             while out and not self.transport_paused:
                 size = min(h2conn.window(sid), h2conn.max_send_frame, len(out))
                 if size <= 0:
@@ -311,7 +315,7 @@ class H2Connection:
                 del out[:size]
                 end = stream.ended and not out and not stream.truncated
                 h2conn.send_data(sid, chunk, end_stream=end)
-                stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.send  # progress
+                sent = True
                 if end:
                     self._ended(stream)
                     return
@@ -328,7 +332,9 @@ class H2Connection:
         self.schedule_flush()
         if out and stream.deadline_kind != SEND:
             stream.deadline_kind = SEND  # the peer's window, not the app, holds it now
-            stream.deadline = self.ctx.loop.time() + self.ctx.timeouts.send
+            stream.deadline = self._clock() + self.ctx.timeouts.send
+        elif sent and out:
+            stream.deadline = self._clock() + self.ctx.timeouts.send  # progress: the window moved
         paused = len(out) > h2_guard.STREAM_HIGH_WATER or self.transport_paused
         was_paused = stream.write_paused
         stream.write_paused = paused
@@ -361,7 +367,7 @@ class H2Connection:
         if self.streams.get(stream.id) is stream:
             del self.streams[stream.id]
         if not self.streams and not self.closed:
-            self.deadline = self.ctx.loop.time() + self.ctx.timeouts.keepalive
+            self.deadline = self._clock() + self.ctx.timeouts.keepalive
             if self._goaway or self._peer_gone:
                 self.close()
 
@@ -414,6 +420,9 @@ class H2Connection:
     def _refuse(self, stream_id: int) -> None:
         self.h2.reset_stream(stream_id, REFUSED_STREAM)
         self.schedule_flush()
+
+    def _clock(self) -> float:
+        return self._now if self._in_events else self.ctx.loop.time()
 
     def schedule_flush(self) -> None:
         if not self._in_events and not self._flush_scheduled and not self.closed:

@@ -123,6 +123,53 @@ def test_bad_pseudo_headers_and_fields_are_refused(headers: list[tuple[bytes, by
     assert refused(headers) == status
 
 
+def raw(*fields: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    return [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"), *fields]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        raw((b"X-Upper", b"v")),
+        raw((b"x bad", b"v")),
+        raw((b"", b"v")),
+        raw((b"x-a", b"one\r\ntwo")),
+        raw((b"x-a", b"nul\0")),
+        raw((b"x-a", b" leading")),
+        raw((b"x-a", b"trailing\t")),
+        raw((b"x-a", b"v"), (b":authority", b"late.test")),
+        raw((b":method", b"POST")),
+        raw((b":path", b"/again")),
+        raw((b":scheme", b"http")),
+        raw((b":status", b"200")),
+        raw((b":protocol", b"websocket")),
+        raw((b"connection", b"close")),
+        raw((b"transfer-encoding", b"chunked")),
+        raw((b"upgrade", b"h2c")),
+        raw((b"keep-alive", b"5")),
+        raw((b"proxy-connection", b"close")),
+        raw((b"te", b"gzip")),
+        [(b":method", b"GET"), (b":path", b"/")],  # no :scheme
+    ],
+    ids=[
+        "uppercase-name", "space-in-name", "empty-name", "crlf-in-value", "nul-in-value",
+        "leading-space", "trailing-tab", "pseudo-after-regular", "two-methods", "two-paths",
+        "two-schemes", "response-pseudo", "unknown-pseudo", "connection", "transfer-encoding",
+        "upgrade", "keep-alive", "proxy-connection", "te-not-trailers", "no-scheme",
+    ],
+)
+def test_malformed_requests_are_400(headers: list[tuple[bytes, bytes]]) -> None:
+    """RFC 9113 8.1.1-8.3: what makes a request malformed (answered 400, then the stream reset)."""
+    assert refused(headers) == 400
+
+
+def test_well_formed_edge_cases_pass() -> None:
+    request = build_request(raw((b"te", b"trailers"), (b"x-empty", b""), (b"x-inner", b"a b\tc")), LIMITS)
+    assert (b"te", b"trailers") in request.headers
+    assert (b"x-empty", b"") in request.headers
+    assert (b"x-inner", b"a b\tc") in request.headers
+
+
 def test_limits_apply_as_for_http1() -> None:
     small = Limits(max_request_line=64, max_header_size=200, max_headers=3, max_body_size=100)
     assert refused(block(path="/" + "a" * 64), small) == 414
