@@ -37,6 +37,7 @@ HOT_PATH = [
     "src/corral/http/serialize.py",
     "src/corral/observe/stats.py",
     "src/corral/server/connection.py",
+    "src/corral/server/context.py",
     "src/corral/server/emitter.py",
     "src/corral/server/exchange.py",
     "src/corral/server/h2_connection.py",

@@ -7,7 +7,9 @@ Each server runs one worker with bench/apps.py:hello (13 bytes), started afresh 
 measurement and pinned to CPU 1; h2load (Debian's nghttp2-client: `apt-get install
 nghttp2-client`) runs on CPU 0 with N clients (connections) and 1, then 100, concurrent
 streams per connection (`-m`). A line per server and stream count: req/s, mean latency,
-and the ratio to the first server. Servers missing from the venv are skipped with a note.
+the server's CPU per request (user+sys of its process tree over the measured run, from
+/proc, as bench/run.py reads it: the fair figure when h2load's own core is the limit),
+and the ratio of throughput to the first server's. Servers missing from the venv are skipped with a note.
 granian runs as `granian --interface wsgi --http 2`; Corral as `corral serve --http2`.
 Smoke run: `python bench/http2.py --duration 2 --clients 2`.
 """
@@ -22,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from run import cpu_seconds, process_tree
 
 HOST = "127.0.0.1"
 BENCH = Path(__file__).resolve().parent
@@ -99,13 +103,16 @@ def main() -> int:
             try:
                 wait_listening(port, proc)
                 h2load(port, 1, args.clients, streams)  # warm-up
+                tree = process_tree(proc.pid)
+                cpu_before = cpu_seconds(tree)
                 rate, note = h2load(port, args.duration, args.clients, streams)
+                cpu_us = (cpu_seconds(tree) - cpu_before) * 1e6 / max(rate * args.duration, 1)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
             reference = reference or rate
             print(f"h2 hello, {streams:>3} streams/conn  {name:<8} {rate:>10.0f} req/s  "
-                  f"({note})  ratio {rate / reference:.2f}")
+                  f"({note}, {cpu_us:.1f} us CPU/req)  ratio {rate / reference:.2f}")
     return 0
 
 
