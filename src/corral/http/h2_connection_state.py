@@ -303,10 +303,10 @@ class H2ConnectionState:
     def _header_block(self, stream_id: int, flags: int, priority: int, block: bytes) -> None:
         try:
             headers = self._decoder.decode(block)
-        except HeaderListTooLarge as exc:
-            raise _Fail(f.ENHANCE_YOUR_CALM, str(exc)) from None
-        except HPACKError as exc:
-            raise _Fail(f.COMPRESSION_ERROR, str(exc)) from None
+        except HeaderListTooLarge as too_large:  # (one name per type: mypyc types `as` names once)
+            raise _Fail(f.ENHANCE_YOUR_CALM, str(too_large)) from None
+        except HPACKError as broken:
+            raise _Fail(f.COMPRESSION_ERROR, str(broken)) from None
         end_stream = bool(flags & f.END_STREAM)
         stream = self._streams.get(stream_id)
         if stream is not None:
