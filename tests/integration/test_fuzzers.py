@@ -47,3 +47,8 @@ def test_parser_fuzzer_finds_nothing(tmp_path: Path) -> None:
 def test_connection_fuzzer_finds_nothing(tmp_path: Path) -> None:
     runs = run_fuzzer("fuzz_connection.py", tmp_path, [])
     assert runs > 100
+
+
+def test_http2_fuzzer_finds_nothing(tmp_path: Path) -> None:
+    runs = run_fuzzer("fuzz_h2.py", tmp_path, [])
+    assert runs > 100

@@ -325,10 +325,10 @@ class H2ConnectionState:
         self.highest_stream = stream_id
         if len(self._streams) >= self._max_streams:
             raise _Fail(f.PROTOCOL_ERROR, f"more than {self._max_streams} concurrent streams")
-        self._streams[stream_id] = _Stream(self._peer_initial_window, self._stream_window, not end_stream)
-        if priority == stream_id:
-            self._stream_error(stream_id, f.PROTOCOL_ERROR)  # a stream depending on itself
+        if priority == stream_id:  # a stream depending on itself: reset before the server sees it
+            self.out += f.rst_stream_frame(stream_id, f.PROTOCOL_ERROR)
             return
+        self._streams[stream_id] = _Stream(self._peer_initial_window, self._stream_window, not end_stream)
         self.events.on_request(stream_id, headers, end_stream)
 
     def _window_update(self, stream_id: int, payload: bytes) -> None:

@@ -317,6 +317,17 @@ def test_a_stream_depending_on_itself_is_reset() -> None:
     assert frames == [(f.RST_STREAM, 0, 1, f.PROTOCOL_ERROR.to_bytes(4, "big"))]
 
 
+def test_headers_depending_on_their_own_stream_are_reset_unseen() -> None:
+    peer = Peer()
+    peer.open()
+    block = peer.encoder.encode(REQUEST)
+    frame = f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM | f.PRIORITY_FLAG, 1, b"\0\0\0\1\x10" + block)
+    assert peer.send(frame) == [(f.RST_STREAM, 0, 1, f.PROTOCOL_ERROR.to_bytes(4, "big"))]
+    assert peer.events.calls == []  # (found by tests/fuzz/fuzz_h2.py: a reset of a stream never reported)
+    peer.send(peer.headers(3))
+    assert peer.events.calls == [("request", 3, REQUEST, True)]
+
+
 def test_more_streams_than_advertised_is_a_protocol_error() -> None:
     peer = Peer(max_streams=2)
     peer.open()
