@@ -90,10 +90,10 @@ class H2Client:
 
     def request(
         self, path: str, method: str = "GET", body: bytes | None = None, headers: list[tuple[str, str]] | None = None,
-        end: bool = True,
+        end: bool = True, authority: str = "example.test",
     ) -> int:
         sid: int = self.conn.get_next_available_stream_id()
-        fields = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "example.test")]
+        fields = [(":method", method), (":path", path), (":scheme", "http"), (":authority", authority)]
         fields += headers or []
         self.conn.send_headers(sid, [(n.encode(), v.encode()) for n, v in fields], end_stream=end and body is None)
         self.replies[sid] = Reply()

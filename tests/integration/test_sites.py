@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from corral.config import load_plan, route
+from h2_client import H2Client
 from helpers import APPS, Server, read_response
 from sites_projects import DjangoProject, create_site_project
 
@@ -641,3 +642,73 @@ def test_the_guides_example_config_is_valid_and_routes_as_its_table_says(tmp_pat
         parts = urlsplit(url)
         site = route(plan.sites, parts.netloc, parts.path)
         assert site is not None and site.name == expected, url
+
+
+# -- HTTP/2 (h2c) across sites ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def h2_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config = probe_config(
+        tmp_path_factory.mktemp("h2sites"),
+        {"a": 'hosts = ["a.test"]\nmounts = { "/slow" = "basic:slow" }', "b": 'hosts = ["b.test"]\nmount = "/blog"'},
+    )
+    config.write_text("http2 = true\n" + config.read_text())
+    with Server(["--config", str(config)], timeout=30) as server:
+        yield server
+
+
+def test_an_h2c_connection_is_routed_by_its_first_stream(h2_sites: Server) -> None:
+    """Whichever site's worker accepts it, each connection lands on the site its first
+    stream names (handed over with every byte read, before anything was sent)."""
+    seen = Counter()
+    for n in range(8):  # several connections: some reach the other site's worker first
+        host = "b.test" if n % 2 else "a.test"
+        path = "/blog/x?n=1" if host == "b.test" else "/x"
+        with H2Client(h2_sites.port) as client:
+            reply = client.get(path, authority=host)
+            assert reply.status == 200, reply
+            probe = json.loads(reply.body)
+            assert probe["site"] == host[0], probe
+            assert probe["host"] == host
+            if host == "b.test":
+                assert (probe["script_name"], probe["path_info"]) == ("/blog", "/x")
+            again = client.get(path, authority=host)  # the connection stays where it was routed
+            assert json.loads(again.body)["pid"] == probe["pid"]
+            seen[probe["site"]] += 1
+    assert seen == {"a": 4, "b": 4}
+
+
+def test_an_h2c_connection_the_other_site_accepted_is_handed_over(h2_sites: Server) -> None:
+    with h2_sites.connect(10) as blocker:
+        # a's only (inline) worker is busy for a second: b's worker accepts the connection,
+        # sends its SETTINGS, reads the first stream and hands everything to a.
+        blocker.sendall(raw_get("a.test", "/slow?1", close=True))
+        time.sleep(0.3)
+        with H2Client(h2_sites.port, timeout=10) as client:
+            reply = client.get("/x", authority="a.test")
+            assert reply.status == 200, reply
+            assert json.loads(reply.body)["site"] == "a"
+            assert client.get("/x", authority="a.test").status == 200  # and goes on there
+
+
+def test_a_later_stream_for_another_site_is_421(h2_sites: Server) -> None:
+    with H2Client(h2_sites.port) as client:
+        assert json.loads(client.get("/blog/x", authority="b.test").body)["site"] == "b"
+        other = client.get("/x", authority="a.test")
+        assert other.status == 421  # RFC 9110 15.5.20: the client retries on a new connection
+        assert json.loads(client.get("/blog/y", authority="b.test").body)["site"] == "b"
+    with H2Client(h2_sites.port) as fresh:  # which is routed by itself
+        assert json.loads(fresh.get("/x", authority="a.test").body)["site"] == "a"
+
+
+def test_curl_http2_prior_knowledge_across_sites(h2_sites: Server) -> None:
+    for host, path, site in (("b.test", "/blog/c", "b"), ("a.test", "/c", "a")):
+        done = subprocess.run(
+            ["curl", "-s", "--http2-prior-knowledge", "-H", f"Host: {host}",
+             f"http://127.0.0.1:{h2_sites.port}{path}", "-w", "\n%{http_version}"],
+            capture_output=True, text=True, timeout=20,
+        )
+        body, _, version = done.stdout.rpartition("\n")
+        assert version == "2", done
+        assert json.loads(body)["site"] == site

@@ -109,15 +109,17 @@ class H2ConnectionState:
 
     # -- starting ----------------------------------------------------------------------
 
-    def start(self, settings: list[tuple[int, int]], upgrade_settings: bytes | None = None) -> None:
-        """Our preface: SETTINGS, then the connection's receive window raised from 65,535.
+    def start(
+        self, settings: list[tuple[int, int]], upgrade_settings: bytes | None = None, open_window: bool = True
+    ) -> None:
+        """Our preface: SETTINGS, then (`open_window`) the connection's receive window raised.
 
         `upgrade_settings` is the HTTP2-Settings of an `Upgrade: h2c` request (RFC 7540 3.2):
         applied as the client's settings (no ACK), and stream 1 is its request, half-closed.
         """
         self.out += f.settings_frame(settings)
-        if self._connection_window > f.DEFAULT_WINDOW:
-            self.out += f.window_update_frame(0, self._connection_window - f.DEFAULT_WINDOW)
+        if open_window:
+            self.open_window()
         if upgrade_settings is not None:
             try:
                 payload = base64.b64decode(upgrade_settings + b"=" * (-len(upgrade_settings) % 4), b"-_", validate=True)
@@ -131,6 +133,11 @@ class H2ConnectionState:
                 raise ValueError(fail.reason) from None
             self._streams[1] = _Stream(self._peer_initial_window, self._stream_window, False)
             self.highest_stream = 1
+
+    def open_window(self) -> None:
+        """Raise the connection's receive window from RFC 9113's 65,535 to ours (once)."""
+        if self._connection_window > f.DEFAULT_WINDOW:
+            self.out += f.window_update_frame(0, self._connection_window - f.DEFAULT_WINDOW)
 
     # -- frames in ---------------------------------------------------------------------
 

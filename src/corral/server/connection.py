@@ -149,12 +149,13 @@ class HTTPConnection:
 
     def _switch_to_h2c(self, data: bytes) -> bool:
         """--http2: the HTTP/2 preface on a connection with nothing pending becomes an H2Connection."""
-        if self.exchange is not None or self.parser.ready or self._raw is not None:
+        if self.exchange is not None or self.parser.ready:
             return False
         initial = preface_bytes(data)
         if initial is None:
             return False
-        self._hand_to_h2(initial, None)
+        # Multi-site (_raw kept: nothing routed yet): the H2Connection routes its first stream.
+        self._hand_to_h2(initial, None, route_first=self._raw is not None)
         return True
 
     def _upgrade_to_h2c(self, request: Request) -> bool:
@@ -170,7 +171,7 @@ class HTTPConnection:
         self._hand_to_h2(b"", (settings, upgraded_request(request)))
         return True
 
-    def _hand_to_h2(self, initial: bytes, upgrade: tuple[bytes, Request] | None) -> None:
+    def _hand_to_h2(self, initial: bytes, upgrade: tuple[bytes, Request] | None, route_first: bool = False) -> None:
         from .h2_connection import H2Connection  # only now: HTTP/1-only servers never import h2
 
         self.state.closing()  # this protocol is done with the transport: the H2Connection has it
@@ -181,7 +182,7 @@ class HTTPConnection:
             self._reading_paused = False
             transport.resume_reading()
         inherited = (self._base_environ, self.peer, self._peer_trusted)
-        h2c = H2Connection(self.ctx, self.registry, initial, inherited=inherited, upgrade=upgrade)
+        h2c = H2Connection(self.ctx, self.registry, initial, self._peername, inherited, upgrade, route_first)
         transport.set_protocol(h2c)
         h2c.connection_made(transport)
 

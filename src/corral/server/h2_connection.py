@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any, BinaryIO
+from urllib.parse import unquote_to_bytes
 
 from ..http import h2_frames, h2_guard
 from ..http.errors import BadRequest, ContentTooLarge, HTTPError, RequestTimeout
@@ -31,6 +32,7 @@ from ..wsgi.input import EMPTY_INPUT, SpooledBody
 from . import inline, threaded
 from .context import Connection, ServerContext
 from .exchange import Exchange, account, close_result
+from .handoff import send_connection
 from .h2_stream import BODY, RUNNING, SEND, H2Stream
 from .peer import peer_request_environ, transport_environ
 from .registry import Registry
@@ -51,6 +53,7 @@ class H2Connection:
         peername: Any = None,
         inherited: tuple[dict[str, Any], str, bool] | None = None,
         upgrade: tuple[bytes, Request] | None = None,
+        route_first: bool = False,
     ) -> None:
         self.ctx = ctx
         self.registry = registry  # the worker's: its open connections, requests served, draining
@@ -61,6 +64,9 @@ class H2Connection:
         # `Upgrade: h2c` (RFC 7540 3.2): the client's HTTP2-Settings, and the request that
         # asked for it, answered on stream 1 once our preface is out.
         self._upgrade = upgrade
+        # Multi-site: every byte read, and nothing written, until the first stream is routed;
+        # if it belongs to another site the connection is handed there whole (handoff.py).
+        self._held: bytearray | None = bytearray() if route_first else None
         self.transport: Any = None
         self.guard = h2_guard.FloodGuard()
         self._list_size = h2_guard.header_list_size(ctx.limits)
@@ -111,13 +117,20 @@ class H2Connection:
             (h2_frames.ENABLE_PUSH, 0),
         ]
         upgrade = self._upgrade
+        held = self._held is not None
         try:
-            self.h2.start(settings, None if upgrade is None else upgrade[0])
+            self.h2.start(settings, None if upgrade is None else upgrade[0], open_window=not held)
         except ValueError as exc:
             log.info("Bad HTTP2-Settings from %s: %s", self.peer or "client", exc)
             self._end(PROTOCOL_ERROR, "bad HTTP2-Settings")
             return
-        self._flush()
+        if held:
+            # Clients wait for the server's SETTINGS before their first request: those go out
+            # now. If another site's worker takes the connection, it sends its own SETTINGS
+            # (a second one is allowed) and its window update; ours waits for the routing.
+            transport.write(self.h2.take_output())
+        else:
+            self._flush()
         if upgrade is not None:
             self._upgrade = None
             self._seen_stream = True
@@ -132,6 +145,8 @@ class H2Connection:
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self._held is not None:
+            self._held += data
         h2conn = self.h2
         self._now = now = self.ctx.loop.time()
         self._in_events = True
@@ -139,6 +154,8 @@ class H2Connection:
             h2conn.receive(data, now)
         finally:
             self._in_events = False
+        if self.closed:
+            return  # handed to another site's worker
         if h2conn.error:
             self._ended_by_error()
         else:
@@ -187,9 +204,14 @@ class H2Connection:
         try:
             request = build_request(headers, self.ctx.limits)
         except HTTPError as error:
+            if self._held is not None:
+                self._held = None
+                self.h2.open_window()
             stream = H2Stream(self, stream_id, Request())
             self.streams[stream_id] = stream
             self._send_error(stream, error)
+            return
+        if self.ctx.router is not None and not self._route(stream_id, request):
             return
         stream = H2Stream(self, stream_id, request)
         self.streams[stream_id] = stream
@@ -243,6 +265,56 @@ class H2Connection:
         if not self.streams:
             self.close()
 
+    def _route(self, stream_id: int, request: Request) -> bool:
+        """Multi-site: True when this site serves the stream; else it is handed on or answered.
+
+        Only the connection's first stream can move it (nothing was sent yet); a later one
+        for another site is answered 421 (RFC 9110 15.5.20): the client retries it on a new
+        connection, which is routed by itself.
+        """
+        ctx = self.ctx
+        assert ctx.router is not None
+        path = request.path
+        text = (unquote_to_bytes(path) if 0x25 in path else path).decode("latin-1")  # 0x25: "%"
+        host = ctx.proxy.routing_host(request.headers) if self._peer_trusted else ""
+        index = ctx.router.match(host or (request.host or b"").decode("latin-1"), text)
+        if index == ctx.site_index:
+            if self._held is not None:
+                self._held = None
+                self.h2.open_window()
+            return True
+        held = self._held
+        self._held = None
+        if held is not None:
+            if index is not None and self._hand_off(index, bytes(held)):
+                return False
+            self.h2.open_window()
+        stream = H2Stream(self, stream_id, request)
+        self.streams[stream_id] = stream
+        if index is None:
+            self._answer(stream, 404, "Not Found", "No site is configured for this host and path.")
+        elif held is not None:
+            self._answer(stream, 503, "Service Unavailable", "The site is not available.")
+        else:
+            self._answer(stream, 421, "Misdirected Request", "This connection serves another site.")
+        return False
+
+    def _hand_off(self, index: int, data: bytes) -> bool:
+        """Pass the socket and every byte read to site `index`'s workers; False if it cannot take it."""
+        ctx = self.ctx
+        assert ctx.router is not None
+        sock = self.transport.get_extra_info("socket")
+        try:
+            send_connection(ctx.handoff[index], sock.fileno(), data, self._peername)
+        except OSError as exc:  # (BlockingIOError: its queue is full)
+            log.warning("Site %r cannot take an HTTP/2 connection (%s); answering 503", ctx.router.name(index), exc)
+            return False
+        self.h2.fail(NO_ERROR, "handed to another site")  # reads no further frames; nothing is sent
+        self.closed = True
+        self.registry.discard(self)
+        self.transport.abort()  # our reference only: the other worker owns the connection now
+        return True
+
     def _body_complete(self, stream: H2Stream) -> None:
         request = stream.request
         if request.content_length is not None and request.received != request.content_length:
@@ -266,9 +338,12 @@ class H2Connection:
         request = stream.request
         body = stream.body
         static = ctx.static
-        if static is not None and static.serve(stream, request, self._base_environ):
+        if static is not None and ctx.router is None and static.serve(stream, request, self._base_environ):
             return
         environ = self.environ_of(request, body.stream if body is not None else None)
+        if ctx.mount:  # multi-site: this site is mounted at a prefix (routed in on_request)
+            environ["SCRIPT_NAME"] += ctx.mount
+            environ["PATH_INFO"] = environ["PATH_INFO"][len(ctx.mount) :]
         if ctx.pre_request is not None:
             ctx.pre_request(environ)
         ex = stream.begin(request, environ)
@@ -431,7 +506,7 @@ class H2Connection:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self.closed:
+        if self.closed or self._held is not None:
             return
         if self.h2.out:
             self.transport.write(self.h2.take_output())
@@ -451,6 +526,7 @@ class H2Connection:
         """GOAWAY with an error, then close: no stream of this connection goes on."""
         if self.closed:
             return
+        self._held = None  # (never routed: what was held goes out with the GOAWAY)
         self.h2.fail(code, why)
         self._flush()
         for stream in list(self.streams.values()):
@@ -461,6 +537,7 @@ class H2Connection:
     def _send_goaway(self) -> None:
         """A graceful GOAWAY: streams up to the last one received finish; later ones are refused."""
         self._goaway = True
+        self._held = None
         self._last_stream = self.h2.highest_stream
         self.h2.goaway(self._last_stream)
         self._flush()

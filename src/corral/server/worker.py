@@ -184,7 +184,7 @@ class Worker:
             self.ctx.url_scheme = "https"
             self.ctx.tls = True
         self.ctx.app_name = app_name(spec)
-        self.ctx.h2c = config.http2 and not spec.sites  # (multi-site: see http2_over_tls)
+        self.ctx.h2c = config.http2  # (multi-site: each connection routed by its first stream)
         self.ctx.h2c_upgrade = self.ctx.h2c and not self.ctx.tls and not config.no_h2c_upgrade
         if spec.site is not None:
             self.ctx.site_name = spec.site.name
