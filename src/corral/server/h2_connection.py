@@ -32,8 +32,8 @@ from ..wsgi.input import EMPTY_INPUT, SpooledBody
 from . import inline, threaded
 from .context import Connection, ServerContext
 from .exchange import Exchange, account, close_result
-from .handoff import send_connection
 from .h2_stream import BODY, RUNNING, SEND, H2Stream
+from .handoff import send_connection
 from .peer import peer_request_environ, transport_environ
 from .registry import Registry
 
