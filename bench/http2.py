@@ -1,7 +1,7 @@
 """Hello world over HTTP/2 (h2c, prior knowledge), Corral beside granian, with h2load.
 (Not bench/h2.py: run from bench/, that name would shadow the h2 library itself.)
 
-    python bench/http2.py [--duration S] [--clients N] [--streams 1 100] [--servers corral granian]
+    python bench/http2.py [--duration S] [--clients N] [--streams 1 100] [--servers corral granian gunicorn]
 
 Each server runs one worker with bench/apps.py:hello (13 bytes), started afresh for each
 measurement and pinned to CPU 1; h2load (Debian's nghttp2-client: `apt-get install
@@ -10,7 +10,9 @@ streams per connection (`-m`). A line per server and stream count: req/s, mean l
 the server's CPU per request (user+sys of its process tree over the measured run, from
 /proc, as bench/run.py reads it: the fair figure when h2load's own core is the limit),
 and the ratio of throughput to the first server's. Servers missing from the venv are skipped with a note.
-granian runs as `granian --interface wsgi --http 2`; Corral as `corral serve --http2`.
+granian runs as `granian --interface wsgi --http 2`; gunicorn (27.x, gthread: its sync
+worker does not take HTTP/2) as `--http-protocols h2,h1 --http2-cleartext prior-knowledge`;
+Corral as `corral serve --http2`.
 Smoke run: `python bench/http2.py --duration 2 --clients 2`.
 """
 
@@ -47,7 +49,14 @@ def command(name: str, bin_dir: Path, port: int) -> list[str] | None:
             return None
         return [str(exe), "--interface", "wsgi", "--http", "2", "--host", HOST, "--port", str(port),
                 "--workers", "1", "apps:hello"]
-    raise SystemExit(f"unknown server {name!r} (corral, granian)")
+    if name == "gunicorn":
+        # gunicorn's own HTTP/2 (27.x, on the h2 library); its sync worker does not take it.
+        exe = bin_dir / "gunicorn"
+        if not exe.exists():
+            return None
+        return [str(exe), "--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge",
+                "--worker-class", "gthread", "--workers", "1", "--bind", f"{HOST}:{port}", "apps:hello"]
+    raise SystemExit(f"unknown server {name!r} (corral, granian, gunicorn)")
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -84,7 +93,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds (h2load -D takes whole seconds)")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 100])
-    parser.add_argument("--servers", nargs="+", default=["corral", "granian"])
+    parser.add_argument("--servers", nargs="+", default=["corral", "granian", "gunicorn"])
     parser.add_argument("--venv", type=Path, default=Path(sys.executable).parent.parent)
     args = parser.parse_args()
     if shutil.which("h2load") is None:

@@ -11,15 +11,17 @@ frames (CVE-2019-9518). The limits that the h2 library enforces for us are set h
 
 from __future__ import annotations
 
+from typing import Final
+
 from .limits import Limits
 
 # Streams one connection may have open at once (advertised in SETTINGS); RFC 9113
 # recommends no fewer than 100, and browsers open about that many.
-MAX_CONCURRENT_STREAMS = 100
+MAX_CONCURRENT_STREAMS: Final = 100
 # The decoded header list a stream may carry is --max-header-size plus HPACK's 32 bytes
 # per field and room for the pseudo-headers (SETTINGS_MAX_HEADER_LIST_SIZE): enforced while
 # HPACK decodes, so a small block that expands hugely (the HPACK bomb) is cut early.
-_PSEUDO_ROOM = 4096
+_PSEUDO_ROOM: Final = 4096
 
 
 def header_list_size(limits: Limits) -> int:
@@ -27,23 +29,25 @@ def header_list_size(limits: Limits) -> int:
 
 # Per-stream receive window: an upload may be this far ahead of the app; bodies are
 # spooled (memory, then a file) and acknowledged as they arrive.
-INITIAL_WINDOW_SIZE = 1 << 20
+INITIAL_WINDOW_SIZE: Final = 1 << 20
 # The connection's receive window, raised at once from RFC 9113's 65,535 so that many
 # uploading streams are not serialised behind each other.
-CONNECTION_WINDOW = 16 << 20
+CONNECTION_WINDOW: Final = 16 << 20
 # Response bytes held per stream before its exchange stops pulling the app (write_paused).
-STREAM_HIGH_WATER = 65536
+STREAM_HIGH_WATER: Final = 65536
 # Per second, on one connection. A browser resets a handful of streams (navigation, a
 # cancelled fetch); thousands a second is the rapid reset attack.
-MAX_RESETS_PER_SECOND = 200
+MAX_RESETS_PER_SECOND: Final = 200
 # PING and SETTINGS frames: a client sends a few; each one makes us write an ACK.
-MAX_CONTROL_PER_SECOND = 100
+MAX_CONTROL_PER_SECOND: Final = 100
 # DATA frames without data (and without END_STREAM), HEADERS-less PRIORITY frames.
-MAX_EMPTY_PER_SECOND = 200
+MAX_EMPTY_PER_SECOND: Final = 200
 
-RESET, CONTROL, EMPTY = range(3)
-_BOUNDS = (MAX_RESETS_PER_SECOND, MAX_CONTROL_PER_SECOND, MAX_EMPTY_PER_SECOND)
-_NAMES = ("reset streams", "PING/SETTINGS frames", "empty frames")
+RESET: Final = 0
+CONTROL: Final = 1
+EMPTY: Final = 2
+_BOUNDS: Final = (MAX_RESETS_PER_SECOND, MAX_CONTROL_PER_SECOND, MAX_EMPTY_PER_SECOND)
+_NAMES: Final = ("reset streams", "PING/SETTINGS frames", "empty frames")
 
 
 class FloodGuard:

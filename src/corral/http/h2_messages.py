@@ -28,16 +28,18 @@ from .h2_hpack import encode_fields
 from .limits import Limits
 from .request import Request
 
-HEAD_END = b"\r\n\r\n"
+HEAD_END: Final = b"\r\n\r\n"
 # What an HTTP/1.1 request asking for h2c carries that the HTTP/2 request may not (RFC 9113 8.2.2).
-_UPGRADE_FIELDS = frozenset((b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection"))
+_UPGRADE_FIELDS: Final = frozenset((b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection"))
 # Fields that only mean something to one HTTP/1.1 hop (RFC 9113 8.2.2): malformed in HTTP/2.
-_CONNECTION_FIELDS = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
+_CONNECTION_FIELDS: Final = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
 # What a field name may be made of in HTTP/2: a lowercase token (RFC 9110 5.6.2, RFC 9113 8.2.1).
-_NAME_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+_NAME_BYTES: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 # What a field value may not contain (RFC 9113 8.2.1), and may not start or end with.
-_VALUE_BYTES = bytes(b for b in range(256) if b not in (0, 10, 13))
-_EDGES = (32, 9)
+_VALUE_BYTES: Final = bytes(b for b in range(256) if b not in (0, 10, 13))
+_EDGES: Final = (32, 9)
 # Fields that passed those checks: a client sends the same fields again and again (HPACK
 # hands back the same objects for them), so each is checked once; bounded, then unchecked
 # fields are simply checked every time.
@@ -153,8 +155,8 @@ def response_headers(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
 
 # Response heads seen lately -> their HPACK blocks. Apps send the same few heads (the Date
 # line changes once a second), and the encoder keeps no state, so a block can be reused.
-_BLOCKS: dict[bytes, bytes] = {}
-_BLOCKS_SIZE = 512
+_BLOCKS: Final[dict[bytes, bytes]] = {}
+_BLOCKS_SIZE: Final = 512
 
 
 def response_block(head: bytes) -> bytes:

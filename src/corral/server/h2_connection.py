@@ -19,7 +19,7 @@ The worker imports this module only once an HTTP/2 connection arrives.
 from __future__ import annotations
 
 import logging
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 from urllib.parse import unquote_to_bytes
 
 from ..http import h2_frames, h2_guard
@@ -39,7 +39,7 @@ from .registry import Registry
 
 log = logging.getLogger("corral.error")
 
-_WRITE_HIGH_WATER = 256 * 1024  # socket buffer above which every stream pauses
+_WRITE_HIGH_WATER: Final = 256 * 1024  # socket buffer above which every stream pauses
 
 
 class H2Connection:

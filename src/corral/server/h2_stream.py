@@ -11,7 +11,7 @@ pauses alone. The stream is also what the static map calls its host (static/serv
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..http.h2_messages import HEAD_END, response_block
 from ..http.request import Request
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from .h2_connection import H2Connection
 
 # What a stream's deadline measures (checked by the worker's sweeper once a second).
-BODY, RUNNING, SEND = range(3)
+BODY: Final = 0
+RUNNING: Final = 1
+SEND: Final = 2
 
 
 class H2Stream:
