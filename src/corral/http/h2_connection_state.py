@@ -91,6 +91,9 @@ class H2ConnectionState:
         self._max_block = max_header_list_size  # a compressed block cannot need more
         self._max_streams = max_concurrent_streams
         self._stream_window = stream_window  # ours, for each stream's uploads
+        # Below 65,535 too: a client still on the default window (our SETTINGS not yet
+        # applied) must get its update before it runs out, or the upload would stall.
+        self._stream_refill = min(stream_window // _REFILL_SHARE, f.DEFAULT_WINDOW // 2)
         self._connection_window = connection_window
         self._recv_connection = connection_window
         self._connection_unacked = 0
@@ -251,7 +254,7 @@ class H2ConnectionState:
                 del self._streams[stream_id]
         elif length:
             stream.unacked += length
-            if stream.unacked >= self._stream_window // _REFILL_SHARE:
+            if stream.unacked >= self._stream_refill:
                 self.out += f.window_update_frame(stream_id, stream.unacked)
                 stream.recv_window += stream.unacked
                 stream.unacked = 0
