@@ -11,16 +11,13 @@ the server's own CPU per request minus the kernel, for comparing two builds on o
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
 import sys
 import time
 
 import hpack
-from micro_keepalive import BODY, NullTransport, app
+from micro_keepalive import BODY, NullTransport, app, arguments, frozen_loop
 
-import corral
 from corral.http import h2_frames as f
 from corral.server.context import ServerContext
 from corral.server.h2_connection import H2Connection
@@ -65,16 +62,9 @@ def run_once(loop: asyncio.AbstractEventLoop, requests: int, per_feed: int) -> f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20000, help="requests per round (default 20000)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds; the best counts (default 5)")
-    args = parser.parse_args(argv)
-    loop = asyncio.new_event_loop()
-    gc.collect()
-    gc.freeze()
+    args = arguments(__doc__, argv)
+    loop = frozen_loop()
     try:
-        compiled = "compiled" if not corral.server.connection.__file__.endswith(".py") else "pure Python"
-        print(f"corral {getattr(corral, '__version__', '?')} ({compiled}), Python {sys.version.split()[0]}")
         for label, per_feed in (("one stream", 1), ("10 streams", 10)):
             run_once(loop, min(args.requests, 2000), per_feed)
             best = min(run_once(loop, args.requests, per_feed) for _ in range(args.rounds))

@@ -123,18 +123,29 @@ def run_connections(loop: asyncio.AbstractEventLoop, connections: int) -> float:
     return took / connections
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The micro benchmarks' common options (this one's and bench/micro_http2.py's)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000, help="requests per round (default 20000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the best counts (default 5)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def frozen_loop() -> asyncio.AbstractEventLoop:
+    """A loop, with the heap frozen as a worker freezes it once its app is loaded; prints the build."""
     loop = asyncio.new_event_loop()
     gc.collect()
-    gc.freeze()  # as a worker does once its app is loaded
+    gc.freeze()
+    version = getattr(corral, "__version__", "?")
+    compiled = "compiled" if not corral.server.connection.__file__.endswith(".py") else "pure Python"
+    print(f"corral {version} ({compiled}), Python {sys.version.split()[0]}")
+    return loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(__doc__, argv)
+    loop = frozen_loop()
     try:
-        version = getattr(corral, "__version__", "?")
-        compiled = "compiled" if not corral.server.connection.__file__.endswith(".py") else "pure Python"
-        print(f"corral {version} ({compiled}), Python {sys.version.split()[0]}")
         for label, per_feed in (("one per feed", 1), (f"{PIPELINE} pipelined", PIPELINE)):
             run_once(loop, min(args.requests, 2000), per_feed)  # warm-up: caches, date line
             best = min(run_once(loop, args.requests, per_feed) for _ in range(args.rounds))

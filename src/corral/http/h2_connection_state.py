@@ -484,9 +484,8 @@ class H2ConnectionState:
         stream.send_window -= length
         self._send_connection -= length
         out = self.out
-        out += bytes((length >> 16, (length >> 8) & 0xFF, length & 0xFF, f.DATA, f.END_STREAM if end_stream else 0))
-        out += stream_id.to_bytes(4, "big")
-        out += data
+        out += f.frame_header(f.DATA, f.END_STREAM if end_stream else 0, stream_id, length)
+        out += data  # (appended, not joined to its header first: bodies can be large)
         if end_stream:
             self._ended(stream_id, stream)
 

@@ -62,13 +62,12 @@ INADEQUATE_SECURITY: Final = 0xC
 HTTP_1_1_REQUIRED: Final = 0xD
 
 
+def frame_header(kind: int, flags: int, stream_id: int, length: int) -> bytes:
+    return bytes((length >> 16, (length >> 8) & 0xFF, length & 0xFF, kind, flags)) + stream_id.to_bytes(4, "big")
+
+
 def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    length = len(payload)
-    return (
-        bytes((length >> 16, (length >> 8) & 0xFF, length & 0xFF, kind, flags))
-        + stream_id.to_bytes(4, "big")
-        + payload
-    )
+    return frame_header(kind, flags, stream_id, len(payload)) + payload
 
 
 def settings_frame(values: list[tuple[int, int]]) -> bytes:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from ..http.connection_state import (
     ABORT,
@@ -50,7 +49,7 @@ from .context import Connection, ServerContext
 from .exchange import Exchange, account, close_result
 from .handoff import request_bytes, send_connection
 from .outbox import HeldTransport
-from .peer import peer_request_environ, transport_environ
+from .peer import mount_environ, peer_request_environ, request_site, transport_environ
 from .registry import Registry
 from .sendfile import SendfileJob
 
@@ -350,9 +349,7 @@ class HTTPConnection:
             index = ctx.router.match(environ.get("HTTP_HOST", ""), path)
         if index == ctx.site_index:
             self._raw = None
-            if ctx.mount:
-                environ["SCRIPT_NAME"] += ctx.mount  # after a proxy's X-Forwarded-Prefix
-                environ["PATH_INFO"] = path[len(ctx.mount) :]
+            mount_environ(ctx, environ)
             return True
         if index is None:
             self._raw = None
@@ -370,13 +367,8 @@ class HTTPConnection:
         request = parser.ready[0] if parser.ready else parser.receiving_body
         if request is None or self._error is not None:
             return
-        ctx = self.ctx
-        assert ctx.router is not None
-        path = request.path
-        text = (unquote_to_bytes(path) if 0x25 in path else path).decode("latin-1")  # 0x25: "%"
-        host = ctx.proxy.routing_host(request.headers) if self._peer_trusted else ""
-        index = ctx.router.match(host or (request.host or b"").decode("latin-1"), text)
-        if index == ctx.site_index:
+        index = request_site(self.ctx, request, self._peer_trusted)
+        if index == self.ctx.site_index:
             self._raw = None
             self._routed = request  # _start need not route it again
             return

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any, BinaryIO, Final
-from urllib.parse import unquote_to_bytes
 
 from ..http import h2_frames, h2_guard
 from ..http.errors import BadRequest, ContentTooLarge, HTTPError, RequestTimeout
@@ -34,7 +33,7 @@ from .context import Connection, ServerContext
 from .exchange import Exchange, account, close_result
 from .h2_stream import BODY, RUNNING, SEND, H2Stream
 from .handoff import send_connection
-from .peer import peer_request_environ, transport_environ
+from .peer import mount_environ, peer_request_environ, request_site, transport_environ
 from .registry import Registry
 
 log = logging.getLogger("corral.error")
@@ -204,9 +203,7 @@ class H2Connection:
         try:
             request = build_request(headers, self.ctx.limits)
         except HTTPError as error:
-            if self._held is not None:
-                self._held = None
-                self.h2.open_window()
+            self._release()
             stream = H2Stream(self, stream_id, Request())
             self.streams[stream_id] = stream
             self._send_error(stream, error)
@@ -272,23 +269,14 @@ class H2Connection:
         for another site is answered 421 (RFC 9110 15.5.20): the client retries it on a new
         connection, which is routed by itself.
         """
-        ctx = self.ctx
-        assert ctx.router is not None
-        path = request.path
-        text = (unquote_to_bytes(path) if 0x25 in path else path).decode("latin-1")  # 0x25: "%"
-        host = ctx.proxy.routing_host(request.headers) if self._peer_trusted else ""
-        index = ctx.router.match(host or (request.host or b"").decode("latin-1"), text)
-        if index == ctx.site_index:
-            if self._held is not None:
-                self._held = None
-                self.h2.open_window()
+        index = request_site(self.ctx, request, self._peer_trusted)
+        if index == self.ctx.site_index:
+            self._release()
             return True
         held = self._held
-        self._held = None
-        if held is not None:
-            if index is not None and self._hand_off(index, bytes(held)):
-                return False
-            self.h2.open_window()
+        if held is not None and index is not None and self._hand_off(index, bytes(held)):
+            return False
+        self._release()
         stream = H2Stream(self, stream_id, request)
         self.streams[stream_id] = stream
         if index is None:
@@ -298,6 +286,12 @@ class H2Connection:
         else:
             self._answer(stream, 421, "Misdirected Request", "This connection serves another site.")
         return False
+
+    def _release(self) -> None:
+        """Multi-site: the connection stays here; what was held goes out with our window update."""
+        if self._held is not None:
+            self._held = None
+            self.h2.open_window()
 
     def _hand_off(self, index: int, data: bytes) -> bool:
         """Pass the socket and every byte read to site `index`'s workers; False if it cannot take it."""
@@ -341,9 +335,7 @@ class H2Connection:
         if static is not None and ctx.router is None and static.serve(stream, request, self._base_environ):
             return
         environ = self.environ_of(request, body.stream if body is not None else None)
-        if ctx.mount:  # multi-site: this site is mounted at a prefix (routed in on_request)
-            environ["SCRIPT_NAME"] += ctx.mount
-            environ["PATH_INFO"] = environ["PATH_INFO"][len(ctx.mount) :]
+        mount_environ(ctx, environ)  # (multi-site: routed in on_request)
         if ctx.pre_request is not None:
             ctx.pre_request(environ)
         ex = stream.begin(request, environ)

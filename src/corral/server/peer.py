@@ -8,6 +8,7 @@ switching to h2c hands over the per-connection keys it built.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from ..http.request import Request
 from ..wsgi.environ import connection_environ, proxy_headers_in, request_environ
@@ -56,3 +57,24 @@ def peer_request_environ(ctx: ServerContext, base: dict[str, Any], request: Requ
     if proxy_headers_in(environ):
         ctx.proxy.apply(environ, peer_trusted)
     return environ
+
+
+def request_site(ctx: ServerContext, request: Request, peer_trusted: bool) -> int | None:
+    """Multi-site: the index of the site a connection's first request names (None: no site).
+
+    Read from the request itself, before any environ exists: a trusted proxy's forwarded
+    host, else Host (`:authority` for HTTP/2), and the percent-decoded path.
+    """
+    assert ctx.router is not None
+    path = request.path
+    text = (unquote_to_bytes(path) if 0x25 in path else path).decode("latin-1")  # 0x25: "%"
+    host = ctx.proxy.routing_host(request.headers) if peer_trusted else ""
+    return ctx.router.match(host or (request.host or b"").decode("latin-1"), text)
+
+
+def mount_environ(ctx: ServerContext, environ: dict[str, Any]) -> None:
+    """Multi-site: a site mounted at a prefix sees it in SCRIPT_NAME (after a proxy's X-Forwarded-Prefix)."""
+    mount = ctx.mount
+    if mount:
+        environ["SCRIPT_NAME"] += mount
+        environ["PATH_INFO"] = environ["PATH_INFO"][len(mount) :]
